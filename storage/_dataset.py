@@ -1,0 +1,649 @@
+"""A dataset: an append-only log of entity versions in its own LevelDB database, with indexes.
+
+Keys, by their first byte:
+
+====  ==============================  ===============================================================
+l     seq (8 bytes, big-endian)       the stored version (see ``_entity``)
+i     ``_id`` (UTF-8)                 latest seq, content digest, deleted flag, last full run that saw it
+s     seq                             empty: the version at seq is superseded (no longer the latest)
+x     index, 0, value, 0, ``_id``     empty: secondary index entry
+X     index, 0, ``_id``               the index values last recorded for the id (to remove them later)
+m     name                            meta: state counters, offsets, populated, indexes, readers
+====  ==============================  ===============================================================
+
+Every write (versions, id index, indexes, counters and the caller's offset) goes into one WriteBatch,
+so a crash leaves all of a batch or none of it. One writer per dataset; readers use snapshots.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from ._entity import Prepared, content_hash, prepare, stored_bytes, stored_is_deleted
+from ._json import canonical, loads
+from ._leveldb import open_db
+
+__all__ = ["Dataset", "WriteResult", "FullRun", "EmptySourceError", "IndexFunction"]
+
+IndexFunction = Callable[[dict[str, Any]], Iterable[Any]]
+"""Maps a (wire-form) entity to the values it is indexed under; ``None`` values are not indexed."""
+
+_SEQ = struct.Struct(">Q")
+_ID_VALUE = struct.Struct(">Q16sBI")
+_DELETED = 1
+
+_STATE = b"mstate"
+_GENERATION = b"mgeneration"
+_POPULATED = b"mpopulated"
+_RUN_GEN = b"mrungen"
+_OFFSET = b"moffset:"
+_INDEX = b"mindex:"
+_READER = b"mreader:"
+
+_MISSING: Any = object()
+
+
+class EmptySourceError(RuntimeError):
+    """A full run saw no entities and was told to fail rather than delete everything."""
+
+
+class _Latest(NamedTuple):
+    seq: int
+    digest: bytes
+    deleted: bool
+    run: int
+
+
+@dataclass
+class WriteResult:
+    """What one write did: versions appended and entities seen."""
+
+    appended: int = 0
+    seen: int = 0
+    deleted: int = 0
+
+
+@dataclass
+class FullRun:
+    """A full run in progress: every id it writes or sees is marked with its generation."""
+
+    generation: int
+    seen: int = 0
+    appended: int = 0
+
+
+@dataclass
+class _State:
+    next_seq: int = 0
+    live: int = 0
+    deleted: int = 0
+    log: int = 0
+
+    def to_json(self) -> bytes:
+        return orjson.dumps([self.next_seq, self.live, self.deleted, self.log])
+
+    @classmethod
+    def from_json(cls, data: bytes | None) -> _State:
+        return cls(*orjson.loads(data)) if data else cls()
+
+
+@dataclass
+class _Index:
+    name: str
+    function: IndexFunction
+    expression: Any
+    built_through: int
+    prefix: bytes = field(init=False)
+    values_prefix: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        raw = self.name.encode()
+        if b"\x00" in raw:
+            raise ValueError("index names cannot contain NUL")
+        self.prefix = b"x" + raw + b"\x00"
+        self.values_prefix = b"X" + raw + b"\x00"
+
+    def keys_of(self, entity: dict[str, Any]) -> list[bytes]:
+        keys: list[bytes] = []
+        for value in _values(self.function(entity)):
+            if value is not None:
+                key = canonical(value)
+                if key not in keys:
+                    keys.append(key)
+        return keys
+
+
+def _values(result: Any) -> Iterable[Any]:
+    if result is None:
+        return ()
+    if isinstance(result, list | tuple | set | frozenset):
+        return result
+    return (result,)
+
+
+def _log_key(seq: int) -> bytes:
+    return b"l" + _SEQ.pack(seq)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Dataset:
+    """One dataset, open for reading and (by its single writer) writing."""
+
+    def __init__(self, path: str | Path, name: str | None = None, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.name = name or self.path.name
+        self._db = open_db(self.path, create=create)
+        self._state = _State.from_json(self._db.get(_STATE))
+        generation = self._db.get(_GENERATION)
+        if generation is None:
+            generation = str(uuid.uuid4()).encode()
+            self._db.put(_GENERATION, generation)
+        self.generation = generation.decode()
+        self._indexes: dict[str, _Index] = {}
+        self._recorded: dict[bytes, list[bytes]] = {}  # index values recorded by the open batch
+        self._closed = False
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def next_offset(self) -> int:
+        """The offset (``_updated``) the next appended version gets."""
+        return self._state.next_seq
+
+    def counts(self) -> dict[str, int]:
+        """Entity counts: live and deleted latest versions, and versions in the log."""
+        state = self._state
+        return {"entities": state.live, "deleted": state.deleted, "total": state.live + state.deleted,
+                "log": state.log, "next_offset": state.next_seq}
+
+    @property
+    def populated(self) -> bool:
+        return self._db.get(_POPULATED) == b"true"
+
+    def set_populated(self, populated: bool = True) -> None:
+        self._db.put(_POPULATED, b"true" if populated else b"false")
+
+    def get_offset(self, key: str, default: Any = None) -> Any:
+        """The offset a writer stored with its last committed batch."""
+        data = self._db.get(_OFFSET + key.encode())
+        return default if data is None else loads(data)
+
+    def offsets(self) -> dict[str, Any]:
+        return {k[len(_OFFSET):].decode(): loads(v) for k, v in self._db.iterator(prefix=_OFFSET)}
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _latest(self, key: bytes, getter: Callable[[bytes], bytes | None]) -> _Latest | None:
+        data = getter(key)
+        if data is None:
+            return None
+        seq, digest, flags, run = _ID_VALUE.unpack(data)
+        return _Latest(seq, digest, bool(flags & _DELETED), run)
+
+    def write(
+        self,
+        entities: Iterable[Any],
+        *,
+        offset_key: str | None = None,
+        offset: Any = _MISSING,
+        full_run: FullRun | None = None,
+        force: bool = False,
+        populated: bool | None = None,
+        sync: bool = False,
+    ) -> WriteResult:
+        """Append the new and changed versions of ``entities`` (wire form), all in one batch.
+
+        With ``offset_key``, ``offset`` (any JSON value) is stored in the same batch. Raises
+        :class:`storage.EntityError` for a bad entity, before anything is written.
+        """
+        state = _State(**vars(self._state))
+        result = WriteResult()
+        run_gen = full_run.generation if full_run is not None else 0
+        pending: dict[bytes, _Latest] = {}
+        batch = self._db.write_batch(sync=sync)
+        put = batch.put
+        get = self._db.get
+        ts = now_us()
+        for entity in entities:
+            prepared = prepare(entity)
+            result.seen += 1
+            id_key = b"i" + prepared.id.encode()
+            current = pending.get(id_key) or self._latest(id_key, get)
+            deleted = prepared.deleted
+            if prepared.filtered:
+                if current is None or current.deleted:
+                    if current is not None and full_run is not None and current.run != run_gen:
+                        pending[id_key] = current._replace(run=run_gen)
+                        put(id_key, _ID_VALUE.pack(current.seq, current.digest, _DELETED, run_gen))
+                    continue
+                deleted = True
+            elif current is not None and current.digest == prepared.digest and not force:
+                if full_run is not None and current.run != run_gen:
+                    pending[id_key] = current._replace(run=run_gen)
+                    put(id_key, _ID_VALUE.pack(current.seq, current.digest, current.deleted, run_gen))
+                continue
+            pending[id_key] = self._append(batch, state, prepared, deleted, current, ts, run_gen, entity)
+            result.appended += 1
+        if full_run is not None:
+            full_run.seen += result.seen
+            full_run.appended += result.appended
+        self._commit(batch, state, offset_key, offset, populated)
+        return result
+
+    def _append(
+        self,
+        batch: Any,
+        state: _State,
+        prepared: Prepared,
+        deleted: bool,
+        current: _Latest | None,
+        ts: int,
+        run_gen: int,
+        entity: dict[str, Any] | None,
+    ) -> _Latest:
+        seq = state.next_seq
+        state.next_seq += 1
+        state.log += 1
+        previous = None if current is None else current.seq
+        digest = prepared.digest
+        if deleted != prepared.deleted:
+            digest = content_hash(prepared.body, deleted, prepared.id_json)
+        batch.put(_log_key(seq), stored_bytes(prepared, seq, previous, ts, deleted))
+        id_key = b"i" + prepared.id.encode()
+        batch.put(id_key, _ID_VALUE.pack(seq, digest, _DELETED if deleted else 0, run_gen))
+        if current is None:
+            if deleted:
+                state.deleted += 1
+            else:
+                state.live += 1
+        else:
+            batch.put(b"s" + _SEQ.pack(current.seq), b"")
+            if current.deleted != deleted:
+                if deleted:
+                    state.live -= 1
+                    state.deleted += 1
+                else:
+                    state.live += 1
+                    state.deleted -= 1
+        if self._indexes:
+            caught_up = [i for i in self._indexes.values() if i.built_through >= self._state.next_seq]
+            self._update_indexes(batch, prepared.id, None if deleted else entity, caught_up)
+        return _Latest(seq, digest, deleted, run_gen)
+
+    def _update_indexes(
+        self, batch: Any, entity_id: str, entity: dict[str, Any] | None, indexes: list[_Index]
+    ) -> None:
+        """Move the id's index entries to the values of ``entity`` (None: remove them)."""
+        raw_id = entity_id.encode()
+        recorded = self._recorded
+        for index in indexes:
+            new_keys = index.keys_of(entity) if entity is not None else []
+            values_key = index.values_prefix + raw_id
+            if values_key in recorded:
+                old_keys = recorded[values_key]
+            else:
+                old = self._db.get(values_key)
+                old_keys = [k.encode() for k in loads(old)] if old else []
+            recorded[values_key] = new_keys
+            for key in old_keys:
+                if key not in new_keys:
+                    batch.delete(index.prefix + key + b"\x00" + raw_id)
+            for key in new_keys:
+                if key not in old_keys:
+                    batch.put(index.prefix + key + b"\x00" + raw_id, b"")
+            if new_keys:
+                batch.put(values_key, orjson.dumps([k.decode() for k in new_keys]))
+            elif old_keys:
+                batch.delete(values_key)
+
+    def _commit(
+        self,
+        batch: Any,
+        state: _State,
+        offset_key: str | None,
+        offset: Any,
+        populated: bool | None,
+    ) -> None:
+        batch.put(_STATE, state.to_json())
+        for index in self._indexes.values():
+            if index.built_through >= self._state.next_seq:
+                index_state = {"expression": index.expression, "built_through": state.next_seq}
+                batch.put(_INDEX + index.name.encode(), orjson.dumps(index_state))
+        if offset_key is not None and offset is not _MISSING:
+            batch.put(_OFFSET + offset_key.encode(), orjson.dumps(offset))
+        if populated is not None:
+            batch.put(_POPULATED, b"true" if populated else b"false")
+        self._recorded = {}
+        batch.write()
+        for index in self._indexes.values():
+            if index.built_through >= self._state.next_seq:
+                index.built_through = state.next_seq
+        self._state = state
+
+    # -- full runs and deletion tracking ------------------------------------------------------------
+
+    def begin_full_run(self) -> FullRun:
+        """Start a full run: ids it does not see are deleted by :meth:`end_full_run`."""
+        generation = int(self._db.get(_RUN_GEN) or b"0") + 1
+        self._db.put(_RUN_GEN, str(generation).encode(), sync=True)
+        return FullRun(generation)
+
+    def end_full_run(
+        self,
+        run: FullRun,
+        *,
+        if_empty: str = "accept",
+        mark_deletion_tracked: bool = False,
+        offset_key: str | None = None,
+        offset: Any = _MISSING,
+        batch_size: int = 1000,
+    ) -> int:
+        """Delete every live id the run did not see; returns how many were deleted.
+
+        With ``if_empty="fail"`` a run that saw nothing raises :class:`EmptySourceError` and deletes
+        nothing. ``offset`` is stored with the last batch.
+        """
+        if run.seen == 0 and if_empty == "fail":
+            raise EmptySourceError(f"dataset {self.name}: the full run saw no entities")
+        deleted = 0
+        snapshot = self._db.snapshot()
+        try:
+            stale: list[tuple[bytes, _Latest]] = []
+            for key, value in snapshot.iterator(prefix=b"i"):
+                seq, digest, flags, gen = _ID_VALUE.unpack(value)
+                if flags & _DELETED or gen == run.generation:
+                    continue
+                stale.append((key, _Latest(seq, digest, False, gen)))
+                if len(stale) >= batch_size:
+                    deleted += self._delete_versions(stale, mark_deletion_tracked)
+                    stale = []
+            deleted += self._delete_versions(stale, mark_deletion_tracked, offset_key, offset)
+        finally:
+            snapshot.close()
+        return deleted
+
+    def _delete_versions(
+        self,
+        stale: list[tuple[bytes, _Latest]],
+        mark: bool,
+        offset_key: str | None = None,
+        offset: Any = _MISSING,
+    ) -> int:
+        state = _State(**vars(self._state))
+        batch = self._db.write_batch()
+        ts = now_us()
+        for _key, latest in stale:
+            stored = loads(self._db.get(_log_key(latest.seq)))
+            body = {k: v for k, v in stored.items() if k[:1] != "_"}
+            if mark:
+                body["$deletion_tracked"] = True
+            body["_id"] = stored["_id"]
+            body["_deleted"] = True
+            self._append(batch, state, prepare(body), True, latest, ts, latest.run, None)
+        self._commit(batch, state, offset_key, offset, None)
+        return len(stale)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def snapshot(self) -> Any:
+        """A consistent read view; close it when done (or use it as a context manager)."""
+        return self._db.snapshot()
+
+    def iter_stored(
+        self,
+        since: int | None = None,
+        *,
+        limit: int | None = None,
+        history: bool = True,
+        deleted: bool = True,
+        reverse: bool = False,
+        snapshot: Any = None,
+    ) -> Iterator[tuple[int, bytes]]:
+        """Stored versions after offset ``since`` (exclusive), as ``(offset, stored bytes)``.
+
+        ``history=False`` skips superseded versions (only the latest of each id); ``deleted=False``
+        skips deletes.
+        """
+        if limit is not None and limit <= 0:
+            return
+        own = snapshot is None
+        view = self._db.snapshot() if own else snapshot
+        try:
+            yield from self._iter_view(view, since, limit, history, deleted, reverse)
+        finally:
+            if own:
+                view.close()
+
+    def _iter_view(
+        self, view: Any, since: int | None, limit: int | None, history: bool, deleted: bool, reverse: bool
+    ) -> Iterator[tuple[int, bytes]]:
+        if reverse:
+            stop = _log_key(since) if since is not None and since >= 0 else b"m"
+            iterator = view.iterator(start=b"l", stop=stop, reverse=True)
+        else:
+            start = _log_key(since + 1) if since is not None and since >= 0 else b"l"
+            iterator = view.iterator(start=start, stop=b"m")
+        superseded = None
+        next_superseded = -1
+        if not history and not reverse:
+            superseded = view.iterator(start=b"s" + start[1:], stop=b"t", include_value=False)
+            next_superseded = _next_seq(superseded)
+        count = 0
+        unpack = _SEQ.unpack
+        with iterator:
+            for key, value in iterator:
+                seq = unpack(key[1:])[0]
+                if superseded is not None:
+                    while 0 <= next_superseded < seq:
+                        next_superseded = _next_seq(superseded)
+                    if next_superseded == seq:
+                        continue
+                elif not history and view.get(b"s" + key[1:]) is not None:
+                    continue
+                if not deleted and stored_is_deleted(value):
+                    continue
+                yield seq, value
+                count += 1
+                if limit is not None and count >= limit:
+                    break
+        if superseded is not None:
+            superseded.close()
+
+    def iter_entities(self, since: int | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+        """Like :meth:`iter_stored`, parsed into dicts."""
+        for _seq, value in self.iter_stored(since, **options):
+            yield loads(value)
+
+    def get(self, entity_id: str, *, snapshot: Any = None) -> dict[str, Any] | None:
+        """The latest version of an id (deleted or not), or None."""
+        view = snapshot or self._db
+        latest = self._latest(b"i" + entity_id.encode(), view.get)
+        if latest is None:
+            return None
+        stored = view.get(_log_key(latest.seq))
+        return None if stored is None else loads(stored)
+
+    def versions(self, entity_id: str) -> list[dict[str, Any]]:
+        """Every stored version of an id, oldest first."""
+        with self._db.snapshot() as view:
+            latest = self._latest(b"i" + entity_id.encode(), view.get)
+            found: list[dict[str, Any]] = []
+            seq = None if latest is None else latest.seq
+            while seq is not None:
+                stored = view.get(_log_key(seq))
+                if stored is None:
+                    break  # compacted away
+                version = loads(stored)
+                found.append(version)
+                seq = version.get("_previous")
+        found.reverse()
+        return found
+
+    def latest_offsets(self, ids: Iterable[str]) -> dict[str, int]:
+        """The offset of the latest version of each id that exists."""
+        found = {}
+        for entity_id in ids:
+            latest = self._latest(b"i" + entity_id.encode(), self._db.get)
+            if latest is not None:
+                found[entity_id] = latest.seq
+        return found
+
+    # -- secondary indexes --------------------------------------------------------------------------
+
+    def define_index(self, name: str, function: IndexFunction, expression: Any = None) -> None:
+        """Register (and if needed build or catch up) the index ``name`` on ``function``'s values."""
+        data = self._db.get(_INDEX + name.encode())
+        built = loads(data)["built_through"] if data else 0
+        if data and loads(data).get("expression") != expression:
+            self.drop_index(name)
+            built = 0
+        self._indexes[name] = _Index(name, function, expression, built)
+        self._catch_up(self._indexes[name])
+
+    def drop_index(self, name: str) -> None:
+        """Remove an index and its entries."""
+        self._indexes.pop(name, None)
+        raw = name.encode()
+        batch = self._db.write_batch()
+        for prefix in (b"x" + raw + b"\x00", b"X" + raw + b"\x00"):
+            for key in self._db.iterator(prefix=prefix, include_value=False):
+                batch.delete(key)
+        batch.delete(_INDEX + raw)
+        batch.write()
+
+    def index_names(self) -> dict[str, Any]:
+        return {k[len(_INDEX):].decode(): loads(v) for k, v in self._db.iterator(prefix=_INDEX)}
+
+    def _catch_up(self, index: _Index, batch_size: int = 2000) -> None:
+        target = self._state.next_seq
+        while index.built_through < target:
+            batch = self._db.write_batch()
+            last = index.built_through
+            count = 0
+            pairs = self.iter_stored(index.built_through - 1, history=False, deleted=True)
+            for seq, value in pairs:
+                entity = loads(value)
+                self._index_one(batch, index, entity["_id"], None if stored_is_deleted(value) else entity)
+                last = seq + 1
+                count += 1
+                if count >= batch_size:
+                    break
+            else:
+                last = target
+            state = {"expression": index.expression, "built_through": last}
+            batch.put(_INDEX + index.name.encode(), orjson.dumps(state))
+            self._recorded = {}
+            batch.write()
+            index.built_through = last
+
+    def _index_one(self, batch: Any, index: _Index, entity_id: str, entity: dict[str, Any] | None) -> None:
+        self._update_indexes(batch, entity_id, entity, [index])
+
+    def lookup(self, name: str, value: Any, *, snapshot: Any = None) -> list[str]:
+        """The ids whose latest live version has ``value`` among its ``name`` index values."""
+        index = self._indexes.get(name)
+        if index is None:
+            raise KeyError(f"dataset {self.name} has no index {name!r}")
+        prefix = index.prefix + canonical(value) + b"\x00"
+        view = snapshot or self._db
+        return [key[len(prefix):].decode() for key in view.iterator(prefix=prefix, include_value=False)]
+
+    # -- compaction ---------------------------------------------------------------------------------
+
+    def register_reader(self, name: str, offset: int) -> None:
+        """Keep every version after ``offset`` from compaction until the reader moves or leaves."""
+        self._db.put(_READER + name.encode(), orjson.dumps(offset))
+
+    def unregister_reader(self, name: str) -> None:
+        self._db.delete(_READER + name.encode())
+
+    def readers(self) -> dict[str, int]:
+        return {k[len(_READER):].decode(): loads(v) for k, v in self._db.iterator(prefix=_READER)}
+
+    def compact(self, *, keep_versions: int = 2, older_than_us: int | None = None) -> int:
+        """Remove old versions: keep ``keep_versions`` per id and/or those not older than the time.
+
+        The latest version of an id always stays; nothing after a registered reader's offset is
+        removed. Returns the number of versions removed.
+        """
+        if keep_versions < 1 and older_than_us is None:
+            raise ValueError("keep_versions 0 needs a time threshold")
+        keep = max(keep_versions, 1)
+        readers = self.readers().values()
+        limit = min(readers) if readers else self._state.next_seq
+        removed = 0
+        done: set[str] = set()
+        with self._db.snapshot() as view:
+            for key in view.iterator(prefix=b"s", include_value=False):
+                seq = _SEQ.unpack(key[1:])[0]
+                if seq > limit:
+                    break
+                stored = view.get(b"l" + key[1:])
+                if stored is None:
+                    continue
+                entity_id = loads(stored)["_id"]
+                if entity_id in done:
+                    continue
+                done.add(entity_id)
+                removed += self._compact_id(view, entity_id, keep, older_than_us, limit)
+        return removed
+
+    def _compact_id(self, view: Any, entity_id: str, keep: int, older_than: int | None, limit: int) -> int:
+        latest = self._latest(b"i" + entity_id.encode(), view.get)
+        seq = None if latest is None else latest.seq
+        position = 0
+        batch = self._db.write_batch()
+        removed = 0
+        while seq is not None:
+            stored = view.get(_log_key(seq))
+            if stored is None:
+                break
+            version = loads(stored)
+            position += 1
+            old_enough = older_than is None or version["_ts"] < older_than
+            if position > keep and seq <= limit and old_enough:
+                batch.delete(_log_key(seq))
+                batch.delete(b"s" + _SEQ.pack(seq))
+                removed += 1
+            seq = version.get("_previous")
+        if removed:
+            state = _State(**vars(self._state))
+            state.log -= removed
+            batch.put(_STATE, state.to_json())
+            batch.write()
+            self._state = state
+        return removed
+
+
+def _next_seq(iterator: Any) -> int:
+    try:
+        key = next(iterator)
+    except StopIteration:
+        return -1
+    return _SEQ.unpack(key[1:])[0]
+
+

@@ -1,0 +1,149 @@
+"""Transit encoding: typed Python values <-> the JSON "wire form" of entities.
+
+On the wire a typed value is a string ``~`` + tag + text: ``~f`` Decimal, ``~t`` datetime or date, ``~r``
+URI, ``~u`` UUID, ``~b`` bytes (base64), ``~:`` namespaced identifier, ``~d`` float (written by the
+official client). Strings with any other tag are plain strings.
+
+Literal strings that start with ``~`` have two readings. With ``tilde_escape`` (the default, the
+client's reading) ``~~x`` decodes to ``~x`` and such strings are escaped on encoding, so every string
+round-trips. Without it (the documentation's reading) ``~~x`` is just the plain string ``~~x``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import re
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ._types import NI, URI, UTC, Datetime
+
+__all__ = ["decode", "encode", "format_datetime", "parse_datetime", "KNOWN_TAGS"]
+
+KNOWN_TAGS = frozenset("tfrub:~d")
+
+_DATETIME_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z)?\Z"
+)
+
+
+def parse_datetime(text: str) -> Datetime | _dt.date:
+    """Parse the text of a ``~t`` value: ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z``."""
+    match = _DATETIME_RE.match(text)
+    if match is None:
+        raise ValueError(f"not a transit datetime: {text!r}")
+    year, month, day, hour, minute, second, fraction = match.groups()
+    if hour is None:
+        return _dt.date(int(year), int(month), int(day))
+    nanos = int(fraction.ljust(9, "0")) if fraction else 0
+    micro, nano = divmod(nanos, 1000)
+    return Datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro,
+                    nanosecond=nano)
+
+
+def format_datetime(value: _dt.datetime) -> str:
+    """The text of a ``~t`` value, in UTC, with trailing zeros of the fraction dropped."""
+    nanos = getattr(value, "nanosecond", 0)
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(UTC)
+    text = (f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+            f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
+    fraction = value.microsecond * 1000 + nanos
+    if fraction:
+        text += "." + f"{fraction:09d}".rstrip("0")
+    return text + "Z"
+
+
+def _decode_string(value: str, tilde_escape: bool) -> Any:
+    tag = value[1]
+    text = value[2:]
+    try:
+        if tag == "f":
+            result = Decimal(text)
+            return result if result.is_finite() else value
+        if tag == "t":
+            return parse_datetime(text)
+        if tag == ":":
+            return NI(text)
+        if tag == "r":
+            return URI(text)
+        if tag == "u":
+            return uuid.UUID(text)
+        if tag == "b":
+            return base64.b64decode(text, validate=True)
+        if tag == "~":
+            return value[1:] if tilde_escape else value
+        if tag == "d":
+            return float(text)
+    except (ValueError, InvalidOperation, binascii.Error):
+        return value
+    return value
+
+
+def decode(value: Any, *, tilde_escape: bool = True) -> Any:
+    """Turn a wire-form value (and everything inside it) into typed Python values."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > 1 and value[0] == "~":
+            return _decode_string(value, tilde_escape)
+        return value
+    if kind is dict:
+        return {k: decode(v, tilde_escape=tilde_escape) for k, v in value.items()}
+    if kind is list:
+        return [decode(v, tilde_escape=tilde_escape) for v in value]
+    return value
+
+
+def _encode_bytes(value: bytes | bytearray | memoryview) -> str:
+    return "~b" + base64.b64encode(bytes(value)).decode("ascii")
+
+
+def _encode_datetime(value: _dt.datetime) -> str:
+    return "~t" + format_datetime(value)
+
+
+_ENCODERS: dict[type, Any] = {
+    Decimal: lambda v: "~f" + str(v),
+    Datetime: _encode_datetime,
+    _dt.datetime: _encode_datetime,
+    _dt.date: lambda v: "~t" + v.isoformat(),
+    NI: lambda v: "~:" + v.value,
+    URI: lambda v: "~r" + v.value,
+    uuid.UUID: lambda v: "~u" + str(v),
+    bytes: _encode_bytes,
+    bytearray: _encode_bytes,
+    memoryview: _encode_bytes,
+}
+
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
+def encode(value: Any, *, tilde_escape: bool = True) -> Any:
+    """Turn typed Python values into their wire form (JSON types only)."""
+    kind = type(value)
+    if kind is str:
+        if tilde_escape and len(value) > 1 and value[0] == "~" and value[1] in KNOWN_TAGS:
+            return "~" + value
+        return value
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {k: encode(v, tilde_escape=tilde_escape) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [encode(v, tilde_escape=tilde_escape) for v in value]
+    encoder = _ENCODERS.get(kind)
+    if encoder is None:
+        for base, candidate in _ENCODERS.items():
+            if isinstance(value, base):
+                encoder = candidate
+                break
+        else:
+            if isinstance(value, str):
+                return encode(str(value), tilde_escape=tilde_escape)
+            if isinstance(value, int):
+                return int(value)
+            raise TypeError(f"cannot transit-encode a value of type {kind.__name__}")
+    return encoder(value)
