@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Namespaces", "wildcard_matcher"]
+__all__ = ["Namespaces", "add_namespaces", "apply_namespaces", "remove_namespaces", "strip_namespaces",
+           "wildcard_matcher"]
 
 
 def wildcard_regex(pattern: str) -> re.Pattern[str]:
@@ -129,3 +130,79 @@ class Namespaces:
             return to
         ns, sep, _ = source_name.rpartition(":")
         return f"{ns}:{to}" if sep else to
+
+
+# ---------------------------------------------------------------------------------------------------
+# namespaces of whole entities: apply-ns / strip-ns and the pipe's add_namespaces / remove_namespaces
+# ---------------------------------------------------------------------------------------------------
+
+
+def apply_namespaces(value: Any, prop: str | None, ident: str | None, *, skip_underscore: bool = True,
+                     skip_dollar: bool = True, recursive: bool = True, root: bool = True) -> Any:
+    """Prefix keys with ``prop:`` and the root ``_id`` value with ``ident:`` (DTL ``apply-ns``).
+
+    Keys that already carry the namespace are left as they are; skipped ``_``/``$`` keys keep their value.
+    """
+    if type(value) is list:
+        if not recursive and not root:
+            return value
+        return [apply_namespaces(v, prop, ident, skip_underscore=skip_underscore, skip_dollar=skip_dollar,
+                                 recursive=recursive, root=root) for v in value]
+    if type(value) is not dict:
+        return value
+    out = {}
+    prefix = f"{prop}:" if prop else None
+    for key, item in value.items():
+        if root and key == "_id" and ident and type(item) is str and not item.startswith(ident + ":"):
+            item = f"{ident}:{item}"
+        if (skip_underscore and key.startswith("_")) or (skip_dollar and key.startswith("$")):
+            out[key] = item
+            continue
+        if recursive:
+            item = apply_namespaces(item, prop, ident, skip_underscore=skip_underscore, skip_dollar=skip_dollar,
+                                    recursive=recursive, root=False)
+        out[key if prefix is None or key.startswith(prefix) else prefix + key] = item
+    return out
+
+
+def strip_namespaces(value: Any) -> Any:
+    """Remove the namespace (up to the last colon) from every key, recursively (DTL ``strip-ns``)."""
+    if type(value) is list:
+        return [strip_namespaces(v) for v in value]
+    if type(value) is dict:
+        return {k.rpartition(":")[2]: strip_namespaces(v) for k, v in value.items()}
+    return value
+
+
+def add_namespaces(entity: dict[str, Any], pipe: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The pipe's ``add_namespaces``: the identity namespace on ``_id``, the property namespace on keys."""
+    ns = Namespaces.from_pipe(pipe)
+    return apply_namespaces(entity, ns.property, ns.identity)  # type: ignore[no-any-return]
+
+
+def remove_namespaces(entity: dict[str, Any]) -> dict[str, Any]:
+    """The pipe's ``remove_namespaces``: bare keys, ``_id`` without its namespace, NIs as bare identifiers.
+
+    ``$`` properties (``$ids``, ``$children``...) are left as they are.
+    """
+    from ._values import NI
+
+    def strip(value: Any, root: bool) -> Any:
+        kind = type(value)
+        if kind is NI:
+            return value.identifier
+        if kind is list:
+            return [strip(v, False) for v in value]
+        if kind is dict:
+            out = {}
+            for key, item in value.items():
+                if root and key == "_id" and type(item) is str:
+                    out[key] = item.partition(":")[2] or item
+                elif key.startswith("$"):
+                    out[key] = item
+                else:
+                    out[key.rpartition(":")[2]] = strip(item, False)
+            return out
+        return value
+
+    return strip(entity, True)  # type: ignore[no-any-return]

@@ -35,9 +35,9 @@ for "no limit"; the compiler checks the count and reports wrong arities for you.
     ``call.error(message, i)``. The evaluator is ``f(ctx) -> value``; avoid per-call overhead (no
     exceptions for control flow, resolve everything you can at compile time).
 
-``@transform(name, args=...)`` -- transform functions: ``f(call) -> Step`` where the step mutates
-    ``ctx.T`` and returns None, or FILTERED/DISCARDED to stop the rule. ``call.steps(i)`` compiles a THEN
-    argument (one transform or a list of them).
+``@transform(name, args=..., stops=False)`` -- transform functions: ``f(call) -> Step`` where the step
+    mutates ``ctx.T`` and returns None. Steps that may return FILTERED/DISCARDED to stop the rule must be
+    registered with ``stops=True``. ``call.steps(i)`` compiles a THEN argument (one transform or a list).
 
 Semantics helpers live in ``dtl._values``: ``as_list``, ``truthy``, ``is_null``, ``first``, ``equal``,
 ``order_key``/``compare`` (mixed-type ordering), ``is_number``, ``to_decimal``, ``json_text``. Raise
@@ -110,7 +110,9 @@ def _arity(args: Arity) -> tuple[int, int | None]:
 
 def _register(table: dict[str, FunctionSpec], name: str, args: Arity, compile_fn: Callable[[Call], Any]) -> None:
     if name in table:
-        raise RuntimeError(f"DTL function {name!r} registered twice")
+        first = getattr(table[name].compile, "__module__", "?")
+        raise RuntimeError(f"DTL function {name!r} registered twice (first by {first}, again by "
+                           f"{getattr(compile_fn, '__module__', '?')}); remove one of them")
     low, high = _arity(args)
     table[name] = FunctionSpec(name, low, high, compile_fn)
 
@@ -211,11 +213,36 @@ def expression(name: str, *, args: Arity) -> Callable[[Callable[[Call], Evaluato
     return decorate
 
 
-def transform(name: str, *, args: Arity) -> Callable[[Callable[[Call], Step]], Callable[[Call], Step]]:
-    """Register a transform function compile function ``f(call) -> Step``."""
+def transform(name: str, *, args: Arity, stops: bool = False) -> Callable[[Callable[[Call], Step]],
+                                                                         Callable[[Call], Step]]:
+    """Register a transform function compile function ``f(call) -> Step``.
+
+    With ``stops=False`` (the default) the step must always return None; it is marked so that rules call
+    it without checking for FILTERED/DISCARDED. Steps that may stop the rule need ``stops=True``.
+    """
 
     def decorate(compile_fn: Callable[[Call], Step]) -> Callable[[Call], Step]:
-        _register(TRANSFORMS, name, args, compile_fn)
+        if stops:
+            _register(TRANSFORMS, name, args, compile_fn)
+            return compile_fn
+
+        def compile_never_stopping(call: Call) -> Step:
+            step = compile_fn(call)
+            if getattr(step, "dtl_never_stops", False) or hasattr(step, "dtl_assign"):
+                return step
+            try:
+                step.dtl_never_stops = True  # type: ignore[attr-defined]
+            except AttributeError:  # a builtin or bound method: wrap it
+                inner = step
+
+                def step(c: Ctx) -> None:
+                    inner(c)
+
+                step.dtl_never_stops = True  # type: ignore[attr-defined]
+            return step
+
+        compile_never_stopping.__module__ = compile_fn.__module__
+        _register(TRANSFORMS, name, args, compile_never_stopping)
         return compile_fn
 
     return decorate

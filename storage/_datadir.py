@@ -22,12 +22,12 @@ def validate_dataset_id(name: str) -> str:
 
 
 def _directory_name(name: str) -> str:
-    return _UNSAFE.sub(lambda m: "%" + "".join(f"{b:02X}" for b in m.group().encode()), name)
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass")), name)
 
 
 def _dataset_name(directory: str) -> str:
     return re.sub(r"(%[0-9A-F]{2})+",
-                  lambda m: bytes.fromhex(m.group().replace("%", "")).decode(), directory)
+                  lambda m: bytes.fromhex(m.group().replace("%", "")).decode("utf-8", "surrogatepass"), directory)
 
 
 class DataDir:

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ._entity import Prepared, content_hash, prepare, stored_bytes, stored_is_deleted
-from ._json import canonical, loads
+from ._json import canonical, dumps, loads
 from ._leveldb import open_db
 
 __all__ = ["Dataset", "WriteResult", "FullRun", "EmptySourceError", "IndexFunction"]
@@ -150,6 +150,7 @@ class Dataset:
             generation = str(uuid.uuid4()).encode()
             self._db.put(_GENERATION, generation)
         self.generation = generation.decode()
+        self._run_gen = int(self._db.get(_RUN_GEN) or b"0")  # the latest full run's generation
         self._indexes: dict[str, _Index] = {}
         self._recorded: dict[bytes, list[bytes]] = {}  # index values recorded by the open batch
         self._closed = False
@@ -219,10 +220,15 @@ class Dataset:
 
         With ``offset_key``, ``offset`` (any JSON value) is stored in the same batch. Raises
         :class:`storage.EntityError` for a bad entity, before anything is written.
+
+        Outside a full run, appended versions are marked as seen by the latest full run, so that a
+        full run in progress does not delete what incremental writes put there meanwhile.
         """
+        offset_json = _offset_json(offset_key, offset)
+        self._recorded = {}  # a write that failed half-way may have left entries
         state = _State(**vars(self._state))
         result = WriteResult()
-        run_gen = full_run.generation if full_run is not None else 0
+        run_gen = full_run.generation if full_run is not None else self._run_gen
         pending: dict[bytes, _Latest] = {}
         batch = self._db.write_batch(sync=sync)
         put = batch.put
@@ -251,7 +257,7 @@ class Dataset:
         if full_run is not None:
             full_run.seen += result.seen
             full_run.appended += result.appended
-        self._commit(batch, state, offset_key, offset, populated)
+        self._commit(batch, state, offset_key, offset_json, populated)
         return result
 
     def _append(
@@ -325,16 +331,16 @@ class Dataset:
         batch: Any,
         state: _State,
         offset_key: str | None,
-        offset: Any,
+        offset_json: bytes | None,
         populated: bool | None,
     ) -> None:
         batch.put(_STATE, state.to_json())
         for index in self._indexes.values():
             if index.built_through >= self._state.next_seq:
                 index_state = {"expression": index.expression, "built_through": state.next_seq}
-                batch.put(_INDEX + index.name.encode(), orjson.dumps(index_state))
-        if offset_key is not None and offset is not _MISSING:
-            batch.put(_OFFSET + offset_key.encode(), orjson.dumps(offset))
+                batch.put(_INDEX + index.name.encode(), dumps(index_state))
+        if offset_key is not None and offset_json is not None:
+            batch.put(_OFFSET + offset_key.encode(), offset_json)
         if populated is not None:
             batch.put(_POPULATED, b"true" if populated else b"false")
         self._recorded = {}
@@ -348,8 +354,9 @@ class Dataset:
 
     def begin_full_run(self) -> FullRun:
         """Start a full run: ids it does not see are deleted by :meth:`end_full_run`."""
-        generation = int(self._db.get(_RUN_GEN) or b"0") + 1
+        generation = self._run_gen + 1
         self._db.put(_RUN_GEN, str(generation).encode(), sync=True)
+        self._run_gen = generation
         return FullRun(generation)
 
     def end_full_run(
@@ -365,8 +372,14 @@ class Dataset:
         """Delete every live id the run did not see; returns how many were deleted.
 
         With ``if_empty="fail"`` a run that saw nothing raises :class:`EmptySourceError` and deletes
-        nothing. ``offset`` is stored with the last batch.
+        nothing. ``offset`` is stored with the last batch. Only the latest full run can end: one that
+        another full run has since replaced raises ValueError.
         """
+        if if_empty not in ("accept", "fail"):
+            raise ValueError(f"if_empty must be 'accept' or 'fail', not {if_empty!r}")
+        if run.generation != self._run_gen:
+            raise ValueError(f"dataset {self.name}: full run {run.generation} was replaced by a later one")
+        offset_json = _offset_json(offset_key, offset)
         if run.seen == 0 and if_empty == "fail":
             raise EmptySourceError(f"dataset {self.name}: the full run saw no entities")
         deleted = 0
@@ -381,7 +394,7 @@ class Dataset:
                 if len(stale) >= batch_size:
                     deleted += self._delete_versions(stale, mark_deletion_tracked)
                     stale = []
-            deleted += self._delete_versions(stale, mark_deletion_tracked, offset_key, offset)
+            deleted += self._delete_versions(stale, mark_deletion_tracked, offset_key, offset_json)
         finally:
             snapshot.close()
         return deleted
@@ -391,8 +404,9 @@ class Dataset:
         stale: list[tuple[bytes, _Latest]],
         mark: bool,
         offset_key: str | None = None,
-        offset: Any = _MISSING,
+        offset_json: bytes | None = None,
     ) -> int:
+        self._recorded = {}
         state = _State(**vars(self._state))
         batch = self._db.write_batch()
         ts = now_us()
@@ -404,7 +418,7 @@ class Dataset:
             body["_id"] = stored["_id"]
             body["_deleted"] = True
             self._append(batch, state, prepare(body), True, latest, ts, latest.run, None)
-        self._commit(batch, state, offset_key, offset, None)
+        self._commit(batch, state, offset_key, offset_json, None)
         return len(stale)
 
     # -- reading ------------------------------------------------------------------------------------
@@ -426,17 +440,20 @@ class Dataset:
         """Stored versions after offset ``since`` (exclusive), as ``(offset, stored bytes)``.
 
         ``history=False`` skips superseded versions (only the latest of each id); ``deleted=False``
-        skips deletes.
+        skips deletes. Without ``snapshot`` the view is taken when this is called, so later writes
+        are not seen even if iteration starts after them.
         """
         if limit is not None and limit <= 0:
-            return
-        own = snapshot is None
-        view = self._db.snapshot() if own else snapshot
+            return iter(())
+        if snapshot is not None:
+            return self._iter_view(snapshot, since, limit, history, deleted, reverse)
+        return self._iter_own(self._db.snapshot(), since, limit, history, deleted, reverse)
+
+    def _iter_own(self, view: Any, *args: Any) -> Iterator[tuple[int, bytes]]:
         try:
-            yield from self._iter_view(view, since, limit, history, deleted, reverse)
+            yield from self._iter_view(view, *args)
         finally:
-            if own:
-                view.close()
+            view.close()
 
     def _iter_view(
         self, view: Any, since: int | None, limit: int | None, history: bool, deleted: bool, reverse: bool
@@ -454,7 +471,7 @@ class Dataset:
             next_superseded = _next_seq(superseded)
         count = 0
         unpack = _SEQ.unpack
-        with iterator:
+        try:
             for key, value in iterator:
                 seq = unpack(key[1:])[0]
                 if superseded is not None:
@@ -470,13 +487,14 @@ class Dataset:
                 count += 1
                 if limit is not None and count >= limit:
                     break
-        if superseded is not None:
-            superseded.close()
+        finally:
+            iterator.close()
+            if superseded is not None:
+                superseded.close()
 
     def iter_entities(self, since: int | None = None, **options: Any) -> Iterator[dict[str, Any]]:
         """Like :meth:`iter_stored`, parsed into dicts."""
-        for _seq, value in self.iter_stored(since, **options):
-            yield loads(value)
+        return (loads(value) for _seq, value in self.iter_stored(since, **options))
 
     def get(self, entity_id: str, *, snapshot: Any = None) -> dict[str, Any] | None:
         """The latest version of an id (deleted or not), or None."""
@@ -518,7 +536,7 @@ class Dataset:
         """Register (and if needed build or catch up) the index ``name`` on ``function``'s values."""
         data = self._db.get(_INDEX + name.encode())
         built = loads(data)["built_through"] if data else 0
-        if data and loads(data).get("expression") != expression:
+        if data and loads(data).get("expression") != loads(dumps(expression)):  # as stored (tuples: lists)
             self.drop_index(name)
             built = 0
         self._indexes[name] = _Index(name, function, expression, built)
@@ -541,21 +559,24 @@ class Dataset:
     def _catch_up(self, index: _Index, batch_size: int = 2000) -> None:
         target = self._state.next_seq
         while index.built_through < target:
+            self._recorded = {}
             batch = self._db.write_batch()
             last = index.built_through
             count = 0
-            pairs = self.iter_stored(index.built_through - 1, history=False, deleted=True)
-            for seq, value in pairs:
-                entity = loads(value)
-                self._index_one(batch, index, entity["_id"], None if stored_is_deleted(value) else entity)
-                last = seq + 1
-                count += 1
-                if count >= batch_size:
-                    break
-            else:
-                last = target
+            with self._db.snapshot() as view:
+                pairs = self._iter_view(view, index.built_through - 1, None, False, True, False)
+                for seq, value in pairs:
+                    entity = loads(value)
+                    self._index_one(batch, index, entity["_id"], None if stored_is_deleted(value) else entity)
+                    last = seq + 1
+                    count += 1
+                    if count >= batch_size:
+                        break
+                else:
+                    last = target
+                pairs.close()
             state = {"expression": index.expression, "built_through": last}
-            batch.put(_INDEX + index.name.encode(), orjson.dumps(state))
+            batch.put(_INDEX + index.name.encode(), dumps(state))
             self._recorded = {}
             batch.write()
             index.built_through = last
@@ -637,6 +658,16 @@ class Dataset:
             batch.write()
             self._state = state
         return removed
+
+
+def _offset_json(offset_key: str | None, offset: Any) -> bytes | None:
+    """The stored form of a caller's offset (checked before anything is written)."""
+    if offset_key is None or offset is _MISSING:
+        return None
+    try:
+        return dumps(offset)
+    except TypeError as exc:
+        raise TypeError(f"offset {offset!r} is not JSON: {exc}") from None
 
 
 def _next_seq(iterator: Any) -> int:

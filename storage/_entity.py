@@ -62,7 +62,7 @@ def prepare(entity: Any) -> Prepared:
     try:
         body = canonical(_body(entity))
         id_json = orjson.dumps(entity_id)
-    except (TypeError, orjson.JSONEncodeError) as exc:
+    except (TypeError, RecursionError) as exc:  # orjson.JSONEncodeError is a TypeError
         raise EntityError(f"entity {entity_id!r}: {exc}") from None
     digest = content_hash(body, deleted, id_json)
     return Prepared(entity_id, id_json, deleted, entity.get("_filtered") is True, body, digest)

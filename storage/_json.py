@@ -43,6 +43,7 @@ loads = msgspec.json.decode
 
 
 def _position(text: bytes | str, offset: int) -> tuple[int, int]:
+    """The 1-based line and column (in characters) of an offset (in bytes for ``bytes``)."""
     if isinstance(text, bytes):
         text = text[:offset].decode("utf-8", "replace")
         offset = len(text)
@@ -54,9 +55,21 @@ def parse_json(data: bytes | str) -> Any:
     """Parse JSON from outside into wire form (fractions become ``~f`` literals)."""
     try:
         return _external.decode(data)
+    except RecursionError:
+        raise JSONError("invalid JSON: nested too deeply") from None
+    except UnicodeEncodeError:
+        raise JSONError("invalid JSON: the text holds a lone surrogate") from None
     except msgspec.DecodeError as exc:
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogatepass")  # msgspec reports offsets in UTF-8 bytes
+        if data[:3] == b"\xef\xbb\xbf":  # a byte order mark (allowed, rare): skip it
+            return parse_json(data[3:])
         message = str(exc)
         offset = _error_offset(message)
+        if offset is None and "truncated" in message:
+            offset = len(data)
+        elif offset and "trailing characters" in message:
+            offset -= 1  # msgspec points just past the first trailing character
         if offset is None:
             raise JSONError(f"invalid JSON: {message}") from None
         line, column = _position(data, offset)
@@ -72,24 +85,63 @@ def _error_offset(message: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
+# orjson would write datetimes, dataclasses and subclasses of JSON types on its own terms; with these
+# options it raises instead, and the slow path below rejects every value that is not wire form, so a
+# typed value (Decimal, datetime, bytes, NI, ...) passed by mistake is an error, not a plain string that
+# hashes like one. (uuid.UUID and Enum members are still written by orjson as strings.)
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+_SORTED_STRICT = orjson.OPT_SORT_KEYS | _STRICT
+_WIRE_SCALARS = (str, int, float, type(None))
+
+
+def _check_wire(value: Any) -> None:
+    """Raise TypeError unless ``value`` holds only JSON types (dicts with string keys)."""
+    if isinstance(value, _WIRE_SCALARS):
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be strings, not {type(key).__name__}")
+            _check_wire(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_wire(item)
+    else:
+        raise TypeError(f"{type(value).__name__} is not a JSON type (transit-encode typed values first)")
+
+
 def dumps(value: Any) -> bytes:
-    """Compact JSON bytes of a wire-form value (any int size)."""
+    """Compact JSON bytes of a wire-form value (any int size); TypeError for other values."""
     try:
-        return orjson.dumps(value)
-    except TypeError:
+        return orjson.dumps(value, option=_STRICT)
+    except TypeError:  # a big int (beyond 64 bits), or not wire form
+        _check_wire(value)
         return _plain_encoder.encode(value)
 
 
 def canonical(value: Any) -> bytes:
     """The canonical bytes of a wire-form value: keys sorted at every depth, compact, UTF-8."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
+        return orjson.dumps(value, option=_SORTED_STRICT)
+    except TypeError:  # a big int (beyond 64 bits), or not wire form
+        _check_wire(value)
         return _sorted_encoder.encode(value)
 
 
-_stdlib_decoder = json.JSONDecoder(parse_float=_decimal_literal)
+class _ConstantError(ValueError):
+    """NaN, Infinity or -Infinity: the stdlib reads them, JSON does not have them."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _ConstantError(name)
+
+
+_stdlib_decoder = json.JSONDecoder(parse_float=_decimal_literal, parse_constant=_reject_constant)
 _WHITESPACE = " \t\r\n"
+_BOM = "\ufeff"
+# A value that parsed up to this close to the end of the buffer may go on in the next chunk (``1`` of
+# ``1.5e-3``), and an error this close to the end may be a value cut by the chunk boundary.
+_LOOKAHEAD = 16
 
 
 def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Iterator[tuple[Any, int]]:
@@ -101,7 +153,12 @@ def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Itera
     buffer = ""
     pending = b""
     eof = False
-    line_base = 1  # the line number of buffer[0]
+    # Line bookkeeping, kept incrementally so that finding an item's line costs only the text since
+    # the previous item: ``cursor`` is a position in ``buffer``, ``cursor_line`` its line and
+    # ``cursor_line_start`` where that line starts (negative once compaction dropped its beginning).
+    # ``base_line_start`` is where the line of ``buffer[0]`` starts.
+    cursor = cursor_line_start = base_line_start = 0
+    cursor_line = 1
 
     def fill() -> bool:
         nonlocal buffer, pending, eof
@@ -111,16 +168,17 @@ def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Itera
         if not chunk:
             eof = True
             if pending:
-                raise JSONError("invalid UTF-8 at end of input")
+                line, column = where(len(buffer))
+                raise JSONError("invalid UTF-8 at end of input", line=line, column=column)
             return False
         data = pending + chunk
         try:
             text = data.decode("utf-8")
             pending = b""
         except UnicodeDecodeError as exc:
-            if exc.start < len(data) - 3:
-                line = line_base + buffer.count("\n") + data.count(b"\n", 0, exc.start)
-                raise JSONError("invalid UTF-8", line=line) from None
+            if exc.start < len(data) - 3 or exc.reason != "unexpected end of data":
+                line, column = where(len(buffer) + len(data[: exc.start].decode("utf-8")))
+                raise JSONError("invalid UTF-8", line=line, column=column) from None
             text, pending = data[: exc.start].decode("utf-8"), data[exc.start:]
         buffer += text
         return True
@@ -133,28 +191,54 @@ def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Itera
                 return pos
 
     def where(pos: int) -> tuple[int, int]:
-        line, column = _position(buffer, pos)
-        return line_base + line - 1, column
+        nonlocal cursor, cursor_line, cursor_line_start
+        if pos < cursor:  # rare (an error inside an item): count back from the cursor
+            newline = buffer.rfind("\n", 0, pos)
+            line_start = newline + 1 if newline >= 0 else base_line_start
+            return cursor_line - buffer.count("\n", pos, cursor), pos - line_start + 1
+        newlines = buffer.count("\n", cursor, pos)
+        if newlines:
+            cursor_line += newlines
+            cursor_line_start = buffer.rfind("\n", cursor, pos) + 1
+        cursor = pos
+        return cursor_line, pos - cursor_line_start + 1
 
     def compact(pos: int) -> int:
-        nonlocal buffer, line_base
+        nonlocal buffer, cursor, cursor_line_start, base_line_start
         if pos > (1 << 16):
-            line_base += buffer.count("\n", 0, pos)
+            where(pos)
             buffer = buffer[pos:]
+            cursor = 0
+            cursor_line_start -= pos
+            base_line_start = cursor_line_start
             return 0
         return pos
 
     def value_at(pos: int) -> tuple[Any, int]:
         while True:
             try:
-                return _stdlib_decoder.raw_decode(buffer, pos)
+                item, end = _stdlib_decoder.raw_decode(buffer, pos)
             except json.JSONDecodeError as exc:
-                if fill():
+                truncated = exc.pos >= len(buffer) - _LOOKAHEAD or exc.msg.startswith("Unterminated string")
+                if truncated and fill():
                     continue
                 line, column = where(exc.pos)
                 raise JSONError(f"invalid JSON: {exc.msg}", line=line, column=column) from None
+            except RecursionError:
+                line, column = where(pos)
+                raise JSONError("invalid JSON: the value starting here is nested too deeply",
+                                line=line, column=column) from None
+            except _ConstantError as exc:
+                line, column = where(pos)
+                raise JSONError(f"invalid JSON: {exc} is not a JSON value (in the value starting here)",
+                                line=line, column=column) from None
+            if end > len(buffer) - _LOOKAHEAD and not eof and fill():
+                continue  # a number may continue in the next chunk
+            return item, end
 
-    pos = skip_ws(0)
+    while not buffer and fill():
+        pass
+    pos = skip_ws(1 if buffer.startswith(_BOM) else 0)
     if pos >= len(buffer):
         return
     if buffer[pos] != "[":
@@ -190,6 +274,8 @@ def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Itera
                 pos += 1
                 break
             line, column = where(pos)
+            if pos >= len(buffer):
+                raise JSONError("unexpected end of input inside the array", line=line, column=column)
             raise JSONError("expected ',' or ']' after an array item", line=line, column=column)
     pos = skip_ws(pos)
     if pos < len(buffer):

@@ -6,9 +6,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from ._json import loads
+from ._json import dumps, loads
 from ._leveldb import open_db
 
 __all__ = ["NodeStore"]
@@ -42,19 +40,21 @@ class NodeStore:
         return default if data is None else loads(data)
 
     def put(self, kind: str, name: str, value: Any) -> None:
-        self._db.put(_key(kind, name), orjson.dumps(value), sync=True)
+        self._db.put(_key(kind, name), dumps(value), sync=True)
 
     def delete(self, kind: str, name: str) -> None:
         self._db.delete(_key(kind, name), sync=True)
 
     def put_many(self, kind: str, items: Iterable[tuple[str, Any]], *, replace: bool = False) -> None:
         """Store several values in one atomic batch; with ``replace`` the kind holds only these after."""
-        with self._db.write_batch(sync=True) as batch:
+        prefix = _key(kind, "")
+        encoded = [(_key(kind, name), dumps(value)) for name, value in items]  # all checked before writing
+        with self._db.write_batch(sync=True, transaction=True) as batch:
             if replace:
-                for key in self._db.iterator(prefix=kind.encode() + b"\x00", include_value=False):
+                for key in self._db.iterator(prefix=prefix, include_value=False):
                     batch.delete(key)
-            for name, value in items:
-                batch.put(_key(kind, name), orjson.dumps(value))
+            for key, data in encoded:
+                batch.put(key, data)
 
     def items(self, kind: str) -> Iterator[tuple[str, Any]]:
         prefix = _key(kind, "")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
+import math
 import re
 import uuid
 from decimal import Decimal, InvalidOperation
@@ -26,8 +27,12 @@ __all__ = ["decode", "encode", "format_datetime", "parse_datetime", "KNOWN_TAGS"
 KNOWN_TAGS = frozenset("tfrub:~d")
 
 _DATETIME_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z)?\Z"
+    r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z)?\Z", re.ASCII
 )
+# What ``~f`` and ``~d`` accept: a plain number literal (``Decimal``/``float`` alone would also take
+# whitespace, ``_`` separators, non-ASCII digits and NaN/Infinity).
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
 def parse_datetime(text: str) -> Datetime | _dt.date:
@@ -62,8 +67,7 @@ def _decode_string(value: str, tilde_escape: bool) -> Any:
     text = value[2:]
     try:
         if tag == "f":
-            result = Decimal(text)
-            return result if result.is_finite() else value
+            return Decimal(text) if _NUMBER_RE.match(text) else value
         if tag == "t":
             return parse_datetime(text)
         if tag == ":":
@@ -71,13 +75,14 @@ def _decode_string(value: str, tilde_escape: bool) -> Any:
         if tag == "r":
             return URI(text)
         if tag == "u":
-            return uuid.UUID(text)
+            return uuid.UUID(text) if _UUID_RE.match(text) else value
         if tag == "b":
             return base64.b64decode(text, validate=True)
         if tag == "~":
             return value[1:] if tilde_escape else value
         if tag == "d":
-            return float(text)
+            number = float(text) if _NUMBER_RE.match(text) else None
+            return number if number is not None and math.isfinite(number) else value
     except (ValueError, InvalidOperation, binascii.Error):
         return value
     return value

@@ -111,10 +111,10 @@ class Datetime(_dt.datetime):
     @classmethod
     def from_datetime(cls, value: _dt.datetime, nanosecond: int = 0) -> Datetime:
         """The same instant as ``value`` (naive values are taken as UTC)."""
+        if nanosecond == 0 and isinstance(value, Datetime):
+            nanosecond = value.nanosecond  # before astimezone, which drops it
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
-        if nanosecond == 0 and isinstance(value, Datetime):
-            nanosecond = value.nanosecond
         return cls(value.year, value.month, value.day, value.hour, value.minute, value.second,
                    value.microsecond, nanosecond=nanosecond)
 
@@ -159,7 +159,9 @@ class Datetime(_dt.datetime):
         return not self.__lt__(other)
 
     def __hash__(self) -> int:
-        return hash((_dt.datetime.__hash__(self), self.nanosecond))
+        # Without nanoseconds it equals a plain datetime, so it must hash like one.
+        plain = _dt.datetime.__hash__(self)
+        return hash((plain, self.nanosecond)) if self.nanosecond else plain
 
     def __repr__(self) -> str:
         from ._transit import format_datetime
