@@ -295,10 +295,42 @@ def _zone_and_format(args: tuple[Any, ...]) -> tuple[_dt.tzinfo, str]:
     return _zone_arg(args[0]), _format_arg(args[1])
 
 
+_YMDHMS = frozenset("YmdHMS")
+
+
+def _parse_ymdhms(pattern: re.Pattern[str], fmt: str, zone: _dt.tzinfo) -> Callable[[Any], Any]:
+    """The element function of ``datetime-parse`` for a format of exactly %Y %m %d %H %M %S (any order).
+
+    The same steps as ``parse_datetime_text`` takes for those fields (no fraction, no offset).
+    """
+
+    def parse(value: Any) -> Any:
+        if type(value) is not str:
+            return IGNORE
+        match = pattern.match(value)
+        if match is None:
+            return IGNORE
+        year, month, day, hour, minute, second = match.group("Y", "m", "d", "H", "M", "S")
+        if year is None or month is None or hour is None:
+            result = parse_datetime_text(value, fmt, zone)
+            return IGNORE if result is None else result
+        try:
+            wall = _dt.datetime(int(year), int(month), int(day or 1), int(hour), int(minute or 0),
+                                int(second or 0), 0)
+            return _to_utc(wall, zone, 0)
+        except (ValueError, OverflowError):
+            return IGNORE
+
+    return parse
+
+
 @expression("datetime-parse", args=(2, 3))
 def _datetime_parse(call: Call) -> Evaluator:
     def factory(*args: Any) -> Callable[[Any], Any]:
         zone, fmt = _zone_and_format(args)
+        pattern = _parser(fmt)
+        if set(pattern.groupindex) == _YMDHMS:
+            return _parse_ymdhms(pattern, fmt, zone)
 
         def parse(value: Any) -> Any:
             if type(value) is not str:

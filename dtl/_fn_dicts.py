@@ -28,7 +28,13 @@ def _apply(call: Call) -> Evaluator:
     def evaluate(c: Ctx) -> Any:
         value = values(c)
         if type(value) is list:
-            return [r for r in (run(c, v) for v in value) if r is not _SKIP]
+            out = []
+            step = slot[0]
+            for v in value:
+                child = Ctx(v, {}, c.env, c, c.root, c.h)
+                if step(child) is None:
+                    out.append(child.T)
+            return out
         if value is None:
             return None
         result = run(c, value)

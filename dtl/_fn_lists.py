@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from ._context import Ctx, Evaluator
 from ._fn_math import add_numbers
-from ._registry import Call, expression, function, map_values, with_value
-from ._values import as_list, equal, is_number, json_text, order_key
+from ._registry import Call, expression, function, function_compiler, map_values, with_value
+from ._values import DEC, as_list, equal, is_number, json_text, order_key
 
 # -- construction and access -----------------------------------------------------------------------
 
@@ -22,11 +23,20 @@ def _list(call: Call) -> Evaluator:
         return lambda c: []
     if count == 1:
         (a,) = evaluators
-        return lambda c: [a(c)]
-    if count == 2:
+
+        def evaluate(c: Ctx) -> list[Any]:
+            return [a(c)]
+    elif count == 2:
         a, b = evaluators
-        return lambda c: [a(c), b(c)]
-    return lambda c: [e(c) for e in evaluators]
+
+        def evaluate(c: Ctx) -> list[Any]:
+            return [a(c), b(c)]
+    else:
+        def evaluate(c: Ctx) -> list[Any]:
+            return [e(c) for e in evaluators]
+
+    evaluate.dtl_items = evaluators  # type: ignore[attr-defined]  # for fused callers (coalesce, concat)
+    return evaluate
 
 
 @function("combine", args=(1, None))
@@ -208,6 +218,7 @@ def _map(call: Call) -> Evaluator:
             return None if value is None else with_value(c, mapper, value)
         return map_values(c, mapper, value)
 
+    evaluate.dtl_map = (mapper, values)  # type: ignore[attr-defined]
     return evaluate
 
 
@@ -322,13 +333,45 @@ def _distinct(call: Call) -> Evaluator:
     return evaluate
 
 
-@function("sum", args=1)
+@expression("sum", args=1)
+def _sum_call(call: Call) -> Evaluator:
+    values = call.compile(0)
+    fused = getattr(values, "dtl_map", None)
+    if fused is None:
+        return _sum_eager(call, [values])
+    mapper, items = fused  # ["sum", ["map", F, VALUES]]: the mapped list is summed without a map call
+
+    def sum_of_map(c: Ctx) -> Any:
+        value = items(c)
+        if type(value) is not list:
+            return _sum(None if value is None else with_value(c, mapper, value))
+        saved = c.u
+        mapped = []
+        append = mapped.append
+        for item in value:
+            c.u = item
+            append(mapper(c))
+        c.u = saved
+        return _sum(mapped)
+
+    return sum_of_map
+
+
 def _sum(values: Any) -> Any:
     items = as_list(values)
+    if items and type(items[0]) is Decimal:  # all decimals (the common case), else start again below
+        total: Any = _ZERO
+        add = DEC.add
+        for value in items:
+            if type(value) is not Decimal:
+                break
+            total = add(total, value)
+        else:
+            return total
     kinds = set(map(type, items))
     if kinds <= _INT_OR_FLOAT:
         return sum(items)
-    total: Any = 0
+    total = 0
     for value in items:
         if is_number(value):
             total = add_numbers(total, value)
@@ -336,6 +379,8 @@ def _sum(values: Any) -> Any:
 
 
 _INT_OR_FLOAT = frozenset((int, float))
+_sum_eager = function_compiler(_sum)
+_ZERO = Decimal(0)
 
 
 @expression("group", args=3)

@@ -6,8 +6,8 @@ import operator
 from typing import Any
 
 from ._context import Ctx, Evaluator
-from ._registry import Call, constant, expression, function, is_constant, with_value
-from ._values import as_list, compare, decode_literal, equal, is_null, truthy
+from ._registry import Call, constant, expression, function, function_compiler, is_constant, with_value
+from ._values import NUMBER_TYPES, as_list, compare, decode_literal, equal, is_null, truthy
 
 # -- boolean logic ---------------------------------------------------------------------------------
 
@@ -125,10 +125,62 @@ def _ordering(operator_fn: Any) -> Any:
     return test
 
 
-function("gt", args=2)(_ordering(operator.gt))
-function("gte", args=2)(_ordering(operator.ge))
-function("lt", args=2)(_ordering(operator.lt))
-function("lte", args=2)(_ordering(operator.le))
+_NUMBERS = frozenset(NUMBER_TYPES)
+
+
+def _ordering_call(operator_fn: Any) -> Any:
+    """Compile gt/gte/lt/lte; with a constant numeric side, numbers on the other side compare directly.
+
+    For two numbers ``compare`` is ``(a > b) - (a < b)`` (order keys ``(2, a)``, ``(2, b)``) and two
+    floats go through ``operator_fn`` itself, as in ``test``.
+    """
+    test = _ordering(operator_fn)
+    eager = function_compiler(test)
+
+    def compile_call(call: Call) -> Evaluator:
+        left, right = call.compile_all()
+        if is_constant(left) == is_constant(right):
+            return eager(call, [left, right])
+        numbers = _NUMBERS
+        if is_constant(right):
+            b = right.dtl_constant  # type: ignore[attr-defined]
+            tb = type(b)
+            if tb not in numbers:
+                return eager(call, [left, right])
+
+            def evaluate_right(c: Ctx) -> Any:
+                a = left(c)
+                ta = type(a)
+                if ta in numbers:
+                    if ta is float and tb is float:
+                        return operator_fn(a, b)
+                    return operator_fn((a > b) - (a < b), 0)
+                return test(a, b)
+
+            return evaluate_right
+        a = left.dtl_constant  # type: ignore[attr-defined]
+        ta = type(a)
+        if ta not in numbers:
+            return eager(call, [left, right])
+
+        def evaluate_left(c: Ctx) -> Any:
+            b = right(c)
+            tb = type(b)
+            if tb in numbers:
+                if ta is float and tb is float:
+                    return operator_fn(a, b)
+                return operator_fn((a > b) - (a < b), 0)
+            return test(a, b)
+
+        return evaluate_left
+
+    return compile_call
+
+
+expression("gt", args=2)(_ordering_call(operator.gt))
+expression("gte", args=2)(_ordering_call(operator.ge))
+expression("lt", args=2)(_ordering_call(operator.lt))
+expression("lte", args=2)(_ordering_call(operator.le))
 
 
 # -- conditionals ----------------------------------------------------------------------------------
@@ -210,6 +262,17 @@ def _if_null(call: Call) -> Evaluator:
 def _coalesce(call: Call) -> Evaluator:
     values = call.compile(len(call.args) - 1)
     if len(call.args) == 1:
+        pair = getattr(values, "dtl_items", None)  # ["coalesce", ["list", A, B]]: no list built
+        if pair is not None and len(pair) == 2:
+            a, b = pair
+
+            def first_of_two(c: Ctx) -> Any:
+                x = a(c)
+                y = b(c)
+                return y if x is None else x
+
+            return first_of_two
+
         def first_non_null(c: Ctx) -> Any:
             value = values(c)
             if type(value) is not list:

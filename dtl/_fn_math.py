@@ -8,8 +8,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from ._registry import IGNORE, elementwise, function
-from ._values import DEC, first, is_number, to_decimal
+from ._context import Ctx, Evaluator
+from ._registry import IGNORE, Call, _elementwise_evaluator, constant, elementwise, expression, function, is_constant
+from ._values import DEC, NUMBER_TYPES, first, is_number, to_decimal
 
 Number = int | float | Decimal
 
@@ -26,18 +27,33 @@ def _coerce(a: Number, b: Number) -> tuple[Any, Any, type]:
 
 
 def add_numbers(a: Number, b: Number) -> Number:
-    x, y, kind = _coerce(a, b)
-    return DEC.add(x, y) if kind is Decimal else x + y
+    ta = type(a)
+    tb = type(b)
+    if ta is tb:
+        return DEC.add(a, b) if ta is Decimal else a + b  # type: ignore[operator]
+    if ta is Decimal or tb is Decimal:  # the context converts ints exactly
+        return DEC.add(to_decimal(a) if ta is float else a, to_decimal(b) if tb is float else b)
+    return float(a) + float(b)
 
 
 def _subtract(a: Number, b: Number) -> Number:
-    x, y, kind = _coerce(a, b)
-    return DEC.subtract(x, y) if kind is Decimal else x - y
+    ta = type(a)
+    tb = type(b)
+    if ta is tb:
+        return DEC.subtract(a, b) if ta is Decimal else a - b  # type: ignore[operator]
+    if ta is Decimal or tb is Decimal:  # the context converts ints exactly
+        return DEC.subtract(to_decimal(a) if ta is float else a, to_decimal(b) if tb is float else b)
+    return float(a) - float(b)
 
 
 def _multiply(a: Number, b: Number) -> Number:
-    x, y, kind = _coerce(a, b)
-    return DEC.multiply(x, y) if kind is Decimal else x * y
+    ta = type(a)
+    tb = type(b)
+    if ta is tb:
+        return DEC.multiply(a, b) if ta is Decimal else a * b  # type: ignore[operator]
+    if ta is Decimal or tb is Decimal:  # the context converts ints exactly
+        return DEC.multiply(to_decimal(a) if ta is float else a, to_decimal(b) if tb is float else b)
+    return float(a) * float(b)
 
 
 def _divide(a: Number, b: Number) -> Number | None:
@@ -107,9 +123,50 @@ def _map_style(operation: Callable[[Number, Number], Number | None]) -> Callable
     return factory
 
 
+_NUMBERS = frozenset(NUMBER_TYPES)
+
+
+def _map_style_call(operation: Callable[[Number, Number], Number | None]) -> Callable[[Call], Evaluator]:
+    """``[name, OPERAND, VALUES]``: element-wise with a constant operand, a direct evaluator otherwise."""
+    factory = _map_style(operation)
+
+    def compile_call(call: Call) -> Evaluator:
+        operand_fn, values = call.compile_all()
+        if is_constant(operand_fn):
+            element = factory(operand_fn.dtl_constant)  # type: ignore[attr-defined]
+            if element is None:
+                return constant(None)
+            return _elementwise_evaluator(element, values)
+        numbers = _NUMBERS
+
+        def evaluate(c: Ctx) -> Any:
+            operand = operand_fn(c)
+            if type(operand) is list:
+                operand = operand[0] if operand else None
+            if type(operand) not in numbers:
+                return None
+            value = values(c)
+            kind = type(value)
+            if kind in numbers:
+                return operation(value, operand)
+            if kind is not list:
+                return None
+            out = []
+            for item in value:
+                if type(item) in numbers:
+                    result = operation(item, operand)
+                    if result is not None:
+                        out.append(result)
+            return out
+
+        return evaluate
+
+    return compile_call
+
+
 for _symbol, (_name, _operation) in _OPERATIONS.items():
     function(_symbol, args=2)(_natural(_operation))
-    elementwise(_name, params=1)(_map_style(_operation))
+    expression(_name, args=2)(_map_style_call(_operation))
 
 
 @elementwise("abs")

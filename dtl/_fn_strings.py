@@ -17,6 +17,11 @@ from ._values import NI, URI, as_list, decimal_text, encode_value, json_text
 @expression("concat", args=(1, None))
 def _concat(call: Call) -> Evaluator:
     evaluators = tuple(call.compile_all())
+    items = getattr(evaluators[0], "dtl_items", None) if len(evaluators) == 1 else None
+    if items:  # ["concat", ["list", ...]]: the list's string elements, without building the list
+        pieces = tuple(e.dtl_constant if is_constant(e) else None for e in items)  # type: ignore[attr-defined]
+        if all(p is None or type(p) is str for p in pieces):
+            return _fast_concat(items, pieces, _slow_concat_items)
     if not any(is_constant(e) and type(e.dtl_constant) is list for e in evaluators):  # type: ignore[attr-defined]
         pieces = tuple(e.dtl_constant if is_constant(e) else None for e in evaluators)  # type: ignore[attr-defined]
         if all(p is None or type(p) is str for p in pieces):
@@ -35,9 +40,10 @@ def _concat(call: Call) -> Evaluator:
     return evaluate
 
 
-def _fast_concat(evaluators: tuple[Evaluator, ...], pieces: tuple[str | None, ...]) -> Evaluator:
+def _fast_concat(evaluators: tuple[Evaluator, ...], pieces: tuple[str | None, ...],
+                 slow: Callable[[tuple[str | None, ...], tuple[Any, ...]], str] | None = None) -> Evaluator:
     """concat where the constant parts are strings, as generated code with an all-strings fast path."""
-    env: dict[str, Any] = {"slow": _slow_concat, "EVALUATORS": evaluators, "PIECES": pieces}
+    env: dict[str, Any] = {"slow": slow or _slow_concat, "EVALUATORS": evaluators, "PIECES": pieces}
     values = []
     terms = []
     for i, (evaluator, piece) in enumerate(zip(evaluators, pieces, strict=True)):
@@ -69,6 +75,17 @@ def _slow_concat(pieces: tuple[str | None, ...], values: tuple[Any, ...]) -> str
             parts.append(value)
         elif type(value) is list:
             parts.extend(v for v in value if type(v) is str)
+    return "".join(parts)
+
+
+def _slow_concat_items(pieces: tuple[str | None, ...], values: tuple[Any, ...]) -> str:
+    """``_slow_concat`` for the elements of one list argument: only strings count (no nested lists)."""
+    parts: list[str] = []
+    remaining = iter(values)
+    for piece in pieces:
+        value = next(remaining) if piece is None else piece
+        if type(value) is str:
+            parts.append(value)
     return "".join(parts)
 
 

@@ -333,7 +333,44 @@ def _project(c: Ctx, spec: Spec, rows: list[dict[str, Any]], out: list[Any], see
     c.h = saved
 
 
+def _single_hop(spec: Spec) -> Hop | None:
+    """The hop of a spec that is one plain join returning its alias (rows need not be built)."""
+    if spec.recurse or len(spec.hops) != 1 or spec.checks or spec.filters:
+        return None
+    hop = spec.hops[0]
+    if hop.subset is not None or spec.returns != [hop.alias]:
+        return None
+    return hop
+
+
+def _run_single_hop(c: Ctx, hop: Hop, inputs: list[Any]) -> list[Any]:
+    """``_run_spec`` for a ``_single_hop`` spec: the same lookups, order and de-duplication."""
+    out: list[Any] = []
+    seen: set[Any] = set()
+    alias = hop.alias
+    saved_s, saved_h = c.S, c.h
+    try:
+        for entity in inputs:
+            lookup = _lookup(c)
+            c.S = entity
+            c.h = dict(saved_h) if saved_h else {}
+            values = flat_values(hop.source(c))
+            if not values:
+                continue
+            for candidate in lookup.lookup(hop.dataset, hop.index, values):
+                key = (alias, _entity_key(candidate))
+                if key not in seen:
+                    seen.add(key)
+                    out.append(candidate)
+    finally:
+        c.S, c.h = saved_s, saved_h
+    return out
+
+
 def _run_spec(c: Ctx, spec: Spec, inputs: list[Any]) -> list[Any]:
+    hop = _single_hop(spec)
+    if hop is not None:
+        return _run_single_hop(c, hop, inputs)
     out: list[Any] = []
     seen: set[Any] = set()
     if not spec.recurse:

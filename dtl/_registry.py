@@ -70,6 +70,7 @@ __all__ = [
     "elementwise",
     "expression",
     "function",
+    "function_compiler",
     "is_constant",
     "load_families",
     "map_values",
@@ -259,18 +260,28 @@ def function(name: str, *, args: Arity, pure: bool = True) -> Callable[[Callable
     """Register an eager function ``f(*values) -> value`` of its evaluated arguments."""
 
     def decorate(impl: Callable[..., Any]) -> Callable[..., Any]:
+        eager = function_compiler(impl, pure=pure)
+
         def compile_call(call: Call) -> Evaluator:
-            evaluators = call.compile_all()
-            if pure and all(is_constant(e) for e in evaluators):
-                ok, value = _fold(impl, [e.dtl_constant for e in evaluators])  # type: ignore[attr-defined]
-                if ok:
-                    return constant(value)
-            return _eager(impl, evaluators)
+            return eager(call, call.compile_all())
 
         _register(EXPRESSIONS, name, args, compile_call)
         return impl
 
     return decorate
+
+
+def function_compiler(impl: Callable[..., Any], *, pure: bool = True) -> Callable[[Call, list[Evaluator]], Evaluator]:
+    """What ``@function`` compiles a call to, from its compiled arguments (folded when all constant)."""
+
+    def compile_eager(call: Call, evaluators: list[Evaluator]) -> Evaluator:
+        if pure and all(is_constant(e) for e in evaluators):
+            ok, value = _fold(impl, [e.dtl_constant for e in evaluators])  # type: ignore[attr-defined]
+            if ok:
+                return constant(value)
+        return _eager(impl, evaluators)
+
+    return compile_eager
 
 
 def _eager(impl: Callable[..., Any], evaluators: list[Evaluator]) -> Evaluator:

@@ -233,6 +233,9 @@ class Dataset:
         batch = self._db.write_batch(sync=sync)
         put = batch.put
         get = self._db.get
+        pack_seq = _SEQ.pack
+        pack_id = _ID_VALUE.pack
+        indexed = bool(self._indexes)
         ts = now_us()
         for entity in entities:
             prepared = prepare(entity)
@@ -251,6 +254,28 @@ class Dataset:
                 if full_run is not None and current.run != run_gen:
                     pending[id_key] = current._replace(run=run_gen)
                     put(id_key, _ID_VALUE.pack(current.seq, current.digest, current.deleted, run_gen))
+                continue
+            elif not indexed:
+                # the common case, inlined: a new or changed version, no secondary index to maintain
+                seq = state.next_seq
+                state.next_seq = seq + 1
+                state.log += 1
+                seq_bytes = pack_seq(seq)
+                if current is None:
+                    put(b"l" + seq_bytes, stored_bytes(prepared, seq, None, ts, deleted))
+                    if deleted:
+                        state.deleted += 1
+                    else:
+                        state.live += 1
+                else:
+                    put(b"l" + seq_bytes, stored_bytes(prepared, seq, current.seq, ts, deleted))
+                    put(b"s" + pack_seq(current.seq), b"")
+                    if current.deleted != deleted:
+                        state.live += current.deleted - deleted
+                        state.deleted += deleted - current.deleted
+                put(id_key, pack_id(seq, prepared.digest, deleted, run_gen))
+                pending[id_key] = _Latest(seq, prepared.digest, deleted, run_gen)
+                result.appended += 1
                 continue
             pending[id_key] = self._append(batch, state, prepared, deleted, current, ts, run_gen, entity)
             result.appended += 1

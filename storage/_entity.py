@@ -42,8 +42,8 @@ class Prepared(NamedTuple):
 
 def _body(entity: dict[str, Any]) -> dict[str, Any]:
     for key in entity:
-        if key[:1] == "_" and key != "_id":
-            return {k: v for k, v in entity.items() if k[:1] != "_"}
+        if "_" <= key < "`" and key != "_id":  # starts with "_" (no slice per key)
+            return {k: v for k, v in entity.items() if not "_" <= k < "`"}
     body = entity.copy()
     del body["_id"]
     return body
@@ -76,15 +76,17 @@ def content_hash(body: bytes, deleted: bool, id_json: bytes) -> bytes:
 def stored_bytes(prepared: Prepared, seq: int, previous: int | None, ts: int, deleted: bool) -> bytes:
     """The stored form of one version (``deleted`` may differ from the entity's, for deletes)."""
     body = prepared.body
-    head = b'{"_deleted":%s,"_updated":%d,"_previous":%s,"_ts":%d,"_hash":"%s","_id":%s' % (
-        b"true" if deleted else b"false",
-        seq,
-        b"null" if previous is None else b"%d" % previous,
-        ts,
+    return b"".join((
+        b'{"_deleted":true,"_updated":' if deleted else b'{"_deleted":false,"_updated":',
+        b"%d" % seq,
+        b',"_previous":null,"_ts":' if previous is None else b',"_previous":%d,"_ts":' % previous,
+        b"%d" % ts,
+        b',"_hash":"',
         _digest_of(prepared, deleted).hex().encode(),
+        b'","_id":',
         prepared.id_json,
-    )
-    return head + (b"," + body[1:] if len(body) > 2 else b"}")
+        b"," + body[1:] if len(body) > 2 else b"}",
+    ))
 
 
 def _digest_of(prepared: Prepared, deleted: bool) -> bytes:
