@@ -1,0 +1,141 @@
+"""The node's open datasets, shared by its pipes, and the storage-backed DTL lookup over them.
+
+Datasets are opened once and cached. Each has a lock that its writer (and index definitions) hold;
+readers use snapshots and need none. All methods are synchronous: call them from worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import storage
+from dtl import IndexExpression
+
+__all__ = ["Datasets", "StorageLookup", "index_token"]
+
+
+class Datasets:
+    """Open datasets of one data directory (thread-safe)."""
+
+    def __init__(self, data_dir: storage.DataDir | str) -> None:
+        self.data_dir = data_dir if isinstance(data_dir, storage.DataDir) else storage.DataDir(data_dir)
+        self._open: dict[str, storage.Dataset] = {}
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+        self.lookup = StorageLookup(self)
+
+    def exists(self, name: str) -> bool:
+        return name in self._open or self.data_dir.exists(name)
+
+    def open(self, name: str, create: bool = True) -> storage.Dataset:
+        """The open dataset ``name``; raises KeyError if missing and ``create`` is false."""
+        with self._guard:
+            dataset = self._open.get(name)
+            if dataset is None:
+                dataset = self.data_dir.open_dataset(name, create=create)
+                self._open[name] = dataset
+                self._locks[name] = threading.RLock()
+            return dataset
+
+    def get(self, name: str) -> storage.Dataset | None:
+        """The dataset if it exists (opened on demand), else None."""
+        if not self.exists(name):
+            return None
+        return self.open(name, create=False)
+
+    @contextmanager
+    def writing(self, name: str) -> Iterator[storage.Dataset]:
+        """Hold the dataset's writer lock (creating the dataset if needed)."""
+        dataset = self.open(name)
+        with self._locks[name]:
+            yield dataset
+
+    def names(self) -> list[str]:
+        with self._guard:
+            names = set(self._open)
+        return sorted(names | set(self.data_dir.dataset_names()))
+
+    def delete(self, name: str) -> None:
+        """Close and remove a dataset with all its data."""
+        with self._guard:
+            dataset = self._open.pop(name, None)
+            lock = self._locks.pop(name, None)
+        if dataset is not None:
+            with lock or threading.RLock():
+                dataset.close()
+        if self.data_dir.exists(name):
+            self.data_dir.delete_dataset(name)
+
+    def close_all(self) -> None:
+        with self._guard:
+            datasets = list(self._open.items())
+            self._open.clear()
+        for name, dataset in datasets:
+            with self._locks.get(name) or threading.RLock():
+                dataset.close()
+
+    def ensure_index(self, name: str, index: IndexExpression) -> None:
+        """Define (and build, if needed) the secondary index of ``index`` on dataset ``name``."""
+        with self.writing(name) as dataset:
+            if index.key not in dataset._indexes:
+                dataset.define_index(index.key, _index_function(index), index.expression)
+
+
+def index_token(value: Any) -> Any:
+    """A JSON value under which storage indexes a typed DTL value: equal exactly when DTL ``eq`` holds."""
+    kind = type(value)
+    if kind is bool or kind is str:
+        return storage.encode(value)
+    if kind is int or kind is float or kind is Decimal:
+        number = Decimal(value)
+        if not number.is_finite():
+            return ["n", str(number)]
+        if number == number.to_integral_value():
+            return int(number)
+        return ["n", str(number.normalize())]
+    if kind is list or kind is dict:
+        return ["j", storage.canonical(storage.encode(value)).decode()]
+    return storage.encode(value)
+
+
+def _index_function(index: IndexExpression) -> Any:
+    def values(entity: dict[str, Any]) -> list[Any]:
+        return [index_token(v) for v in index.values(storage.decode(entity))]
+
+    return values
+
+
+class StorageLookup:
+    """The DTL ``Lookup`` protocol over stored datasets, through their secondary indexes."""
+
+    def __init__(self, datasets: Datasets) -> None:
+        self._datasets = datasets
+
+    def lookup(self, dataset_id: str, index: IndexExpression, values: Sequence[Any]) -> list[dict[str, Any]]:
+        dataset = self._datasets.get(dataset_id)
+        if dataset is None:
+            return []
+        if index.key not in dataset._indexes:
+            self._datasets.ensure_index(dataset_id, index)
+        ids: set[str] = set()
+        for value in values:
+            ids.update(dataset.lookup(index.key, index_token(value)))
+        found = []
+        for entity_id in sorted(ids):
+            entity = dataset.get(entity_id)
+            if entity is not None and entity.get("_deleted") is not True:
+                found.append(storage.decode(entity))
+        return found
+
+    def get(self, dataset_id: str, entity_id: str) -> dict[str, Any] | None:
+        dataset = self._datasets.get(dataset_id)
+        if dataset is None:
+            return None
+        entity = dataset.get(entity_id)
+        if entity is None or entity.get("_deleted") is True:
+            return None
+        return storage.decode(entity)

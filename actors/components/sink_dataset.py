@@ -1,0 +1,70 @@
+"""The ``dataset`` sink: change-tracked writes with the pipe's state in the same batch (node-spec 8.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import storage
+
+from ._base import BuildContext, Sink
+from ._registry import ConfigError, component
+
+SET_INITIAL_OFFSET = ["if-source-populated", "never", "always", "initially", "onload"]
+
+
+@component("sink", "dataset", {
+    "properties": {
+        "dataset": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+        "set_initial_offset": {"enum": SET_INITIAL_OFFSET},
+        "deletion_tracking": {"type": "boolean"},
+        "mark_deletion_tracked": {"type": "boolean"},
+        "indexes": {"anyOf": [{"const": "$ids"}, {"type": "array"}]},
+        "track_children": {"type": "boolean"},
+        "max_entity_bytes_size": {"type": "integer", "minimum": 1},
+        "batch_size": {"type": "integer", "minimum": 1},
+    },
+})
+class DatasetSink(Sink):
+    """Appends new and changed versions; deletion tracking at the end of full runs; ``_filtered`` deletes."""
+
+    def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
+        super().__init__(config, context)
+        self.dataset = config.get("dataset") or context.pipe_id
+        if self.dataset.startswith("system:"):
+            raise ConfigError("a sink cannot write to an internal 'system:' dataset",
+                              where=f"pipe {context.pipe_id}: sink.dataset")
+        self.state_key = f"pipe:{context.pipe_id}"
+        self.deletion_tracking = config.get("deletion_tracking", True)
+        self.mark = config.get("mark_deletion_tracked", False)
+        self.initial_offset = config.get("set_initial_offset", "if-source-populated")
+
+    def write(self, batch: list[dict[str, Any]], *, state: dict[str, Any], full_run: Any | None) -> int:
+        with self.context.datasets.writing(self.dataset) as dataset:
+            return dataset.write(batch, offset_key=self.state_key, offset=state, full_run=full_run).appended
+
+    def begin_full_run(self) -> storage.FullRun:
+        with self.context.datasets.writing(self.dataset) as dataset:
+            return dataset.begin_full_run()
+
+    def end_full_run(self, run: Any, *, state: dict[str, Any], if_empty: str) -> int:
+        with self.context.datasets.writing(self.dataset) as dataset:
+            if not self.deletion_tracking:
+                dataset.write([], offset_key=self.state_key, offset=state)
+                return 0
+            return dataset.end_full_run(run, if_empty=if_empty, mark_deletion_tracked=self.mark,
+                                        offset_key=self.state_key, offset=state)
+
+    def load_state(self) -> dict[str, Any]:
+        dataset = self.context.datasets.get(self.dataset)
+        return {} if dataset is None else dataset.get_offset(self.state_key, {}) or {}
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        with self.context.datasets.writing(self.dataset) as dataset:
+            dataset.write([], offset_key=self.state_key, offset=state)
+
+    def finish(self, *, populated: bool) -> None:
+        policy = self.initial_offset
+        if policy == "always" or (policy == "if-source-populated" and populated):
+            with self.context.datasets.writing(self.dataset) as dataset:
+                if not dataset.populated:
+                    dataset.set_populated(True)
