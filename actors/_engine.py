@@ -109,7 +109,8 @@ class PipeRunner:
             build("transform", t, f"transform[{i}]") for i, t in enumerate(effective["transform"])
         ]
         self.sink: Sink = build("sink", effective["sink"], "sink")
-        self.batch_size: int = effective["sink"].get("batch_size") or effective["batch_size"]
+        self.source_config = _chosen(self.source).config
+        self.batch_size: int = _chosen(self.sink).config.get("batch_size") or effective["batch_size"]
         self.plans = [t.join_plan for t in self.transforms if t.join_plan is not None]
         tracked: set[str] = set()
         if self.source.dataset_source is not None:
@@ -129,7 +130,7 @@ class PipeRunner:
 
     @property
     def if_source_empty(self) -> str:
-        return self.config["source"].get("if_source_empty", "accept")
+        return self.source_config.get("if_source_empty", "accept")
 
     # -- offsets ---------------------------------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class PipeRunner:
         if full:
             tracking = {name: self._end_of(name) for name in self.tracked_datasets}
             offset = None
-        since = offset if offset is not None else self.config["source"].get("initial_since_value")
+        since = offset if offset is not None else self.source_config.get("initial_since_value")
         chronological = self.source.supports_since and self.source.is_chronological
         full_run = self.sink.begin_full_run() if full else None
         seen = 0
@@ -325,6 +326,13 @@ class PipeRunner:
             if limit is not None and len(out) >= limit:
                 return out[:limit]
         return out
+
+
+def _chosen(component: Any) -> Any:
+    """The component a ``conditional`` wrapper chose (the component itself otherwise)."""
+    while "chosen" in vars(component):
+        component = component.chosen
+    return component
 
 
 def build_runner(config: dict[str, Any], datasets: Datasets, metadata: dict[str, Any] | None = None) -> PipeRunner:

@@ -32,7 +32,7 @@ class DatasetSink(Sink):
         self.dataset = config.get("dataset") or context.pipe_id
         if self.dataset.startswith("system:"):
             raise ConfigError("a sink cannot write to an internal 'system:' dataset",
-                              where=f"pipe {context.pipe_id}: sink.dataset")
+                              where=f"pipe {context.pipe_id}: {context.where}.dataset")
         self.state_key = f"pipe:{context.pipe_id}"
         self.deletion_tracking = config.get("deletion_tracking", True)
         self.mark = config.get("mark_deletion_tracked", False)
