@@ -1,0 +1,608 @@
+"""The pump of one pipe: schedule, run state machine and pump operations (node spec 4.4, 5.1-5.4, 5.7, 5.8).
+
+A :class:`PipeActor` runs under the :class:`~actors.Supervisor` (``supervisor.start(name, lambda: actor)``:
+the same object is reused on restart and reloads its persisted state). Runs execute the pipe's
+:class:`~actors.PipeRunner` in a worker thread, one at a time, limited by a shared ``trio.CapacityLimiter``;
+a ``stop`` sets a flag the engine polls between batches. Every run publishes ``pump-started`` and then
+``pump-completed`` or ``pump-failed`` on the :class:`~actors.EventBus`, and (unless it changed nothing)
+appends versions to the execution log dataset ``system:pump_execution:<pipe>``. The pump state (enabled,
+last run, outcome, next run) lives in the node store under kind ``"pump"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import trio
+
+from ._engine import PipeRunError, RunResult
+from ._events import EventBus, iso_time
+from ._schedule import Schedule, ScheduleError, schedule_for
+
+__all__ = ["MODES", "SUPPORTED_OPERATIONS", "PipeActor", "PumpConflict", "PumpOperationError", "PumpState"]
+
+log = logging.getLogger("actors.pump")
+
+MODES = ("scheduled", "manual", "off")
+SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end")
+_OFFSET_OPERATIONS = ("update-last-seen", "set-last-seen-to-end")
+_NEVER = 999999999999999  # notification_granularity default: never force a noop log
+
+
+class PumpConflict(Exception):
+    """409: the pump is busy (a run or an offset change is in progress). ``pump`` is the pump JSON."""
+
+    def __init__(self, message: str, pump: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.pump = pump
+
+
+class PumpOperationError(Exception):
+    """400: the operation is unsupported, blocked or malformed."""
+
+
+class Runner(Protocol):
+    """What the pump needs of :class:`~actors.PipeRunner` (synchronous; called from worker threads)."""
+
+    pipe_id: str
+    config: dict[str, Any]
+
+    def run(self, *, kind: str = ..., should_stop: Callable[[], bool] = ...) -> RunResult: ...
+    def get_offset(self) -> Any: ...
+    def set_offset(self, value: Any) -> None: ...
+    def set_offset_to_end(self) -> None: ...
+
+
+class DatasetOpener(Protocol):
+    def open(self, name: str, create: bool = True) -> Any: ...
+
+
+class PumpStore(Protocol):
+    def get(self, kind: str, name: str, default: Any = None) -> Any: ...
+    def put(self, kind: str, name: str, value: Any) -> None: ...
+
+
+@dataclass
+class PumpState:
+    """What survives a restart (node store kind ``"pump"``, keyed by pipe id)."""
+
+    disabled: bool = False
+    disabled_comment: str | None = None
+    last_started: str | None = None
+    last_run: str | None = None
+    success: bool | None = None
+    last_message: str = ""
+    last_original_error_message: str | None = None
+    sync_type: str | None = None
+    processed: int = 0
+    changes: int = 0
+    next_run: str | None = None  # only for persistent schedules (cron, or intervals over an hour)
+    last_logged: str | None = None  # end time of the last run written to the execution log
+
+    @classmethod
+    def from_json(cls, data: Any) -> PumpState:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+
+@dataclass
+class _Outcome:
+    result: RunResult | None
+    error: BaseException | None = None
+    traceback: str | None = None
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _offset_text(offset: Any) -> str | None:
+    """``last-seen`` / ``pipe_offset``: the offset as a string, None when unset."""
+    if offset is None:
+        return None
+    return offset if isinstance(offset, str) else str(offset)
+
+
+def _parse_offset(text: str) -> Any:
+    """A ``last-seen`` form value: canonical integer text becomes an int, anything else stays a string."""
+    try:
+        number = int(text)
+    except ValueError:
+        return text
+    return number if str(number) == text else text
+
+
+class PipeActor:
+    """The pump of one pipe (see the module docstring); the API uses :meth:`operate` and :meth:`pump_json`."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        store: PumpStore,
+        datasets: DatasetOpener,
+        bus: EventBus,
+        limiter: trio.CapacityLimiter | None = None,
+        clock: Callable[[], datetime] = _wall_clock,
+        rng: random.Random | None = None,
+        scheduler_enabled: bool = True,
+        config_errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.runner = runner
+        self.pipe_id: str = runner.pipe_id
+        self.execution_dataset = f"system:pump_execution:{self.pipe_id}"
+        self._store = store
+        self._datasets = datasets
+        self._bus = bus
+        self._limiter = limiter
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.scheduler_enabled = scheduler_enabled
+        self._pump_config: dict[str, Any] = dict(runner.config.get("pump") or {})
+        self.config_errors = list(config_errors or [])
+        self.schedule: Schedule | None = None
+        try:
+            self.schedule = schedule_for(runner.config)
+        except ScheduleError as exc:
+            self.config_errors.append({"elements": "pump", "level": "error", "msg": str(exc)})
+        self.mode: str = self._pump_config.get("mode", "scheduled")
+        if self.mode not in MODES:
+            self.config_errors.append({"elements": "pump.mode", "level": "error",
+                                       "msg": f"mode must be one of {', '.join(MODES)}, not {self.mode!r}"})
+        self.state = PumpState.from_json(store.get("pump", self.pipe_id))
+        self._log_lock = threading.Lock()
+        self._busy: str | None = None  # "run" or the name of an offset operation in progress
+        self._idle = trio.Event()
+        self._idle.set()
+        self._stop_requested = False
+        self._current: dict[str, Any] | None = None  # the run in progress
+        self._next_run: datetime | None = None
+        self._wake_pending = False
+        self._poked = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._started_once = False
+        self._startup_pending = False
+
+    # -- the actor -----------------------------------------------------------------------------------------
+
+    async def run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
+        """Schedule runs and handle mailbox messages (``"wake"``, ``"stop"``) until cancelled."""
+        self.state = PumpState.from_json(self._store.get("pump", self.pipe_id))  # a restart starts afresh
+        self._poked = trio.Event()
+        self._next_run = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._stop_on_cancel)
+                if self.scheduler_enabled:
+                    nursery.start_soon(self._scheduler)
+                if not self._started_once:  # node start, not an actor restart
+                    self._started_once = True
+                    self._startup_pending = bool(self._pump_config.get("run_at_startup"))
+                async for message in mailbox:
+                    self._handle(message)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # report the one crash itself, not a group around it
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            self._nursery = None
+
+    def _handle(self, message: Any) -> None:
+        if message == "wake":
+            self.wake()
+        elif message == "stop":
+            self._stop_requested = self._busy == "run"
+        else:
+            log.warning("pump %s: ignoring message %r", self.pipe_id, message)
+
+    async def _stop_on_cancel(self) -> None:
+        """When the actor is cancelled, ask a run in progress to stop (its thread is waited for)."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            if self._busy == "run":
+                self._stop_requested = True
+
+    # -- scheduling -------------------------------------------------------------------------------------------
+
+    @property
+    def valid(self) -> bool:
+        return not any(error.get("level", "error") == "error" for error in self.config_errors)
+
+    def _schedulable(self) -> bool:
+        return (self.scheduler_enabled and self.mode == "scheduled" and not self.state.disabled
+                and self.schedule is not None and self.valid)
+
+    def _poke(self) -> None:
+        self._poked.set()
+
+    async def _wait_poke(self, deadline: datetime | None) -> bool:
+        """Wait for a poke or until ``deadline`` (wall clock); True if poked."""
+        while True:
+            if self._poked.is_set():
+                self._poked = trio.Event()
+                return True
+            if deadline is None:
+                await self._poked.wait()
+                continue
+            delay = (deadline - self._clock()).total_seconds()
+            if delay <= 0:
+                return False
+            with trio.move_on_after(min(delay, 60.0)):  # re-read the wall clock at least every minute
+                await self._poked.wait()
+
+    def _first_next_run(self, now: datetime) -> datetime | None:
+        assert self.schedule is not None
+        computed = self.schedule.next_run(now, self._rng)
+        if self.schedule.persistent and self.state.next_run:
+            stored = datetime.fromisoformat(self.state.next_run.replace("Z", "+00:00"))
+            if computed is None or stored <= computed:
+                return max(stored, now)  # a start missed while the node was down runs now
+        return computed
+
+    def _set_next_run(self, moment: datetime | None) -> None:
+        self._next_run = moment
+        persisted = iso_time(moment) if moment is not None and self.schedule and self.schedule.persistent else None
+        if persisted != self.state.next_run:
+            self.state.next_run = persisted
+            self._save()
+
+    async def _scheduler(self) -> None:
+        first = True
+        while True:
+            if self._startup_pending and self._busy is None:
+                self._startup_pending = False
+                if self.mode != "off" and not self.state.disabled and self.valid:
+                    await self._execute("auto", origin="startup")
+                continue
+            if self._wake_pending and self._busy is None:
+                self._wake_pending = False
+                if self._schedulable():
+                    await self._execute("auto", origin="signal")
+                    self._next_run = None
+                continue
+            if not self._schedulable():
+                self._next_run = None
+                await self._wait_poke(None)
+                continue
+            if self._next_run is None:
+                now = self._clock()
+                assert self.schedule is not None
+                self._set_next_run(self._first_next_run(now) if first else self.schedule.next_run(now, self._rng))
+            first = False
+            if await self._wait_poke(self._next_run):
+                continue  # woken: re-evaluate (a signal, enable/disable, a run ended)
+            if not self._schedulable():
+                continue
+            if self._busy is not None:  # a manual run or an offset change is in progress: wait for it
+                await self.wait_idle()
+            else:
+                await self._execute("auto", origin="scheduler")
+            self._next_run = None
+
+    def wake(self) -> None:
+        """A dependency signal: run soon (after the run in progress, if any)."""
+        self._wake_pending = True
+        self._poke()
+
+    # -- runs ---------------------------------------------------------------------------------------------------
+
+    def _claim(self, what: str) -> None:
+        if self._busy is not None:
+            doing = "running" if self._busy == "run" else f"busy ({self._busy})"
+            raise PumpConflict(f"The pump of pipe '{self.pipe_id}' is already {doing}", self.pump_json())
+        self._busy = what
+        self._idle = trio.Event()
+
+    def _release(self) -> None:
+        self._busy = None
+        self._current = None
+        self._idle.set()
+        self._poke()
+
+    async def wait_idle(self) -> None:
+        """Return once no run or offset operation is in progress."""
+        while self._busy is not None:
+            await self._idle.wait()
+
+    @property
+    def is_running(self) -> bool:
+        return self._busy == "run"
+
+    async def run_once(self, kind: str = "auto", *, origin: str = "api", user: Any = None) -> dict[str, Any]:
+        """Run the pipe now in the calling task; returns the ``pump-completed``/``pump-failed`` event.
+
+        Raises :class:`PumpConflict` if a run is in progress.
+        """
+        return await self._execute(kind, origin=origin, user=user)
+
+    async def _execute(self, kind: str, *, origin: str, user: Any = None, claimed: bool = False) -> dict[str, Any]:
+        if not claimed:
+            self._claim("run")
+        try:
+            self._stop_requested = False
+            started = self._clock()
+            try:
+                predicted = "full" if kind == "full" or self.runner.get_offset() is None else "incremental"
+            except Exception:
+                predicted = "full" if kind == "full" else "incremental"
+            self._current = {"start_time": iso_time(started), "sync_type": predicted, "origin": origin}
+            self.state.last_started = iso_time(started)
+            self._publish({"type": "pump-started", "pipe": self.pipe_id, "time": iso_time(started),
+                           "start_time": iso_time(started), "sync_type": predicted, "origin": origin})
+            outcome = await trio.to_thread.run_sync(self._run_in_thread, kind, limiter=self._run_limiter())
+            ended = self._clock()
+            with trio.CancelScope(shield=True):  # the log and state of a finished run are always written
+                return await self._finish(outcome, started, ended, predicted, origin, user)
+        finally:
+            self._release()
+
+    def _run_limiter(self) -> trio.CapacityLimiter:
+        return self._limiter or trio.to_thread.current_default_thread_limiter()
+
+    def _run_in_thread(self, kind: str) -> _Outcome:
+        try:
+            return _Outcome(self.runner.run(kind=kind, should_stop=lambda: self._stop_requested))
+        except Exception as exc:  # a failing pipe fails its run, never the actor
+            return _Outcome(None, exc, traceback.format_exc())
+
+    async def _finish(self, outcome: _Outcome, started: datetime, ended: datetime, predicted: str,
+                      origin: str, user: Any) -> dict[str, Any]:
+        result = outcome.result
+        sync_type = result.sync_type if result is not None else predicted
+        times = {"start_time": iso_time(started), "end_time": iso_time(ended),
+                 "total_time": (ended - started).total_seconds()}
+        metrics = _metrics(result)
+        common = {"pipe": self.pipe_id, "sync_type": sync_type, **times,
+                  "entities_succeeded": result.processed if result is not None else 0, "entities_failed": 0,
+                  "retry_entities_exist": False, "next_interval": self.schedule.interval if self.schedule else None,
+                  "metrics": metrics}
+        failed = outcome.error is not None or (result is not None and result.stopped)
+        event: dict[str, Any]
+        if not failed:
+            assert result is not None
+            event = {"type": "pump-completed", **common, "processed": result.processed, "changes": result.changes,
+                     "deleted": result.deleted}
+            message, original = "Completed", None
+        else:
+            reason, original, entity = _failure(outcome)
+            event = {"type": "pump-failed", **common, "reason_why_stopped": reason,
+                     "original_error_message": original, "traceback": outcome.traceback,
+                     "original_traceback": outcome.traceback, "exception_entity": entity}
+            if result is not None:
+                event.update(processed=result.processed, changes=result.changes, deleted=result.deleted)
+            message = reason
+        event["time"] = times["end_time"]
+        if failed or self._should_log(result, ended):
+            started_entity = {"_id": "pump-started", "event_type": "pump-started", "pipe": self.pipe_id,
+                              "start_time": times["start_time"], "sync_type": sync_type,
+                              "pump_definition": f"pump:{self.pipe_id}", "origin": origin}
+            terminal = {k: v for k, v in event.items() if k not in ("type", "time", "processed", "changes",
+                                                                       "deleted")}
+            terminal.update(_id=event["type"], event_type=event["type"])
+            if user is not None:
+                started_entity["user"] = terminal["user"] = user
+            await trio.to_thread.run_sync(self._write_run_log, started_entity, terminal)
+            self.state.last_logged = times["end_time"]
+        state = self.state
+        state.last_run, state.success, state.sync_type = times["end_time"], not failed, sync_type
+        state.last_message, state.last_original_error_message = message, original
+        state.processed = result.processed if result is not None else 0
+        state.changes = result.changes if result is not None else 0
+        self._save()
+        self._publish(event)
+        if failed:
+            log.warning("pump %s: run failed: %s", self.pipe_id, message)
+        return event
+
+    def _should_log(self, result: RunResult | None, ended: datetime) -> bool:
+        """Noop suppression (5.7): a run that changed nothing is logged only when configured to be."""
+        pump = self._pump_config
+        assert result is not None
+        changes_only = pump.get("log_events_noop_runs_changes_only", True)
+        noop = result.changes == 0 if changes_only else result.processed == 0
+        if not noop or pump.get("log_events_noop_runs", False):
+            return True
+        granularity = pump.get("notification_granularity", _NEVER)
+        if self.state.last_logged is None or granularity >= _NEVER:
+            return False
+        last = datetime.fromisoformat(self.state.last_logged.replace("Z", "+00:00"))
+        return (ended - last).total_seconds() >= granularity
+
+    # -- the execution log and the node store -----------------------------------------------------------------
+
+    @contextmanager
+    def _log_dataset(self) -> Iterator[Any]:
+        writing = getattr(self._datasets, "writing", None)
+        with self._log_lock:
+            if writing is not None:
+                with writing(self.execution_dataset) as dataset:
+                    yield dataset
+            else:
+                yield self._datasets.open(self.execution_dataset)
+
+    def _write_run_log(self, started_entity: dict[str, Any], terminal: dict[str, Any]) -> None:
+        with self._log_dataset() as dataset:
+            terminal["pump_started_location"] = dataset.next_offset  # where pump-started is appended
+            dataset.write([started_entity, terminal])
+
+    def _write_log(self, entity: dict[str, Any]) -> None:
+        with self._log_dataset() as dataset:
+            dataset.write([entity])
+
+    def _save(self) -> None:
+        self._store.put("pump", self.pipe_id, asdict(self.state))
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        if "time" not in event:
+            event["time"] = iso_time(self._clock())
+        self._bus.publish(event)
+
+    async def _log_event(self, event: dict[str, Any]) -> None:
+        """Publish a non-run event and append it to the execution log (fixed ``_id`` = event type)."""
+        self._publish(event)
+        entity = {k: v for k, v in event.items() if k not in ("type", "time")}
+        entity.update(_id=event["type"], event_type=event["type"], event_time=event["time"])
+        await trio.to_thread.run_sync(self._write_log, entity)
+
+    # -- operations (the API) -------------------------------------------------------------------------------
+
+    def supported_operations(self) -> list[str]:
+        blocked = _OFFSET_OPERATIONS if self.runner.config.get("disable_set_last_seen") else ()
+        return [op for op in SUPPORTED_OPERATIONS if op not in blocked]
+
+    async def operate(self, operation: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a pump operation (5.4); returns the pump JSON.
+
+        Raises :class:`PumpConflict` (409) when busy and :class:`PumpOperationError` (400) otherwise.
+        """
+        params = params or {}
+        if operation not in SUPPORTED_OPERATIONS:
+            raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
+                                     f"'{operation}'")
+        handler = getattr(self, "_op_" + operation.replace("-", "_"))
+        await handler(params)
+        return self.pump_json()
+
+    async def _op_start(self, params: dict[str, Any]) -> None:
+        if self.mode == "off":
+            raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' is off (mode 'off') and cannot be started")
+        if not self.valid:
+            raise PumpOperationError(f"The pipe '{self.pipe_id}' has config errors and cannot be started")
+        if self._nursery is None:
+            raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' is not running (it is restarting)")
+        kind = "full" if params.get("kind") == "full" else "auto"
+        self._claim("run")  # now: the returned pump JSON says is-running, and a second start gets 409
+        self._nursery.start_soon(self._spawned_run, kind, params.get("user"))
+
+    async def _spawned_run(self, kind: str, user: Any) -> None:
+        await self._execute(kind, origin="api", user=user, claimed=True)
+
+    async def _op_stop(self, params: dict[str, Any]) -> None:
+        if self._busy == "run":
+            self._stop_requested = True
+            log.info("pump %s: stop requested", self.pipe_id)
+
+    async def _op_enable(self, params: dict[str, Any]) -> None:
+        await self._set_disabled(False, None)
+
+    async def _op_disable(self, params: dict[str, Any]) -> None:
+        await self._set_disabled(True, params.get("comment"))
+
+    async def _set_disabled(self, disabled: bool, comment: str | None) -> None:
+        self.state.disabled, self.state.disabled_comment = disabled, comment
+        self._save()
+        self._poke()
+        event: dict[str, Any] = {"type": "pump-disabled" if disabled else "pump-enabled", "pipe": self.pipe_id}
+        if disabled:
+            event["comment"] = comment
+        log.info("pump %s: %s%s", self.pipe_id, event["type"], f" ({comment})" if comment else "")
+        await self._log_event(event)
+
+    def _check_offset_allowed(self, operation: str) -> None:
+        if self.runner.config.get("disable_set_last_seen"):
+            raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
+                                     f"'{operation}': the pipe has disable_set_last_seen set")
+
+    async def _op_update_last_seen(self, params: dict[str, Any]) -> None:
+        self._check_offset_allowed("update-last-seen")
+        if "last-seen" not in params or params["last-seen"] is None:
+            raise PumpOperationError("update-last-seen needs the parameter 'last-seen'")
+        text = str(params["last-seen"])
+        value = None if text == "" else _parse_offset(text)
+        await self._change_offset("update-last-seen", lambda: self.runner.set_offset(value), params.get("user"))
+
+    async def _op_set_last_seen_to_end(self, params: dict[str, Any]) -> None:
+        self._check_offset_allowed("set-last-seen-to-end")
+        await self._change_offset("set-last-seen-to-end", self.runner.set_offset_to_end, params.get("user"))
+
+    async def _change_offset(self, operation: str, change: Callable[[], None], user: Any) -> None:
+        self._claim(operation)
+        try:
+            def apply() -> tuple[Any, Any]:
+                before = self.runner.get_offset()
+                change()
+                return before, self.runner.get_offset()
+
+            try:
+                before, after = await trio.to_thread.run_sync(apply)
+            except (NotImplementedError, PipeRunError) as exc:
+                raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
+                                         f"'{operation}': {exc}") from exc
+            event: dict[str, Any] = {"type": "pump-offset-set", "pipe": self.pipe_id,
+                                     "pipe_offset": _offset_text(after), "original_pipe_offset": _offset_text(before),
+                                     "is_reset": after is None}
+            if user is not None:
+                event["user"] = user
+            log.info("pump %s: offset %s -> %s", self.pipe_id, before, after)
+            await self._log_event(event)
+        finally:
+            self._release()
+
+    # -- the Pump object (5.8) ------------------------------------------------------------------------------------
+
+    def pump_json(self) -> dict[str, Any]:
+        state, current = self.state, self._current
+        try:
+            last_seen = _offset_text(self.runner.get_offset())
+        except Exception:
+            last_seen = None
+        queues_of = getattr(self.runner, "queues", None)
+        try:
+            queues = queues_of() if queues_of is not None else {"source": 0, "dependencies": {}}
+        except Exception:
+            queues = {"source": 0, "dependencies": {}}
+        schedule = self.schedule.describe() if self.schedule else {"schedule_interval": None, "cron_expression": None}
+        progress = getattr(self.runner, "progress", None) if current else None
+        runtime = {
+            "is-running": self._busy == "run",
+            "is-disabled": state.disabled,
+            "is-valid-config": self.valid,
+            "config-errors": list(self.config_errors),
+            "supported-operations": self.supported_operations(),
+            "last-seen": last_seen,
+            "last-run": state.last_run,
+            "last-started": current["start_time"] if current else state.last_started,
+            "next-run": iso_time(self._next_run) if self._next_run and self._schedulable() else None,
+            "last-message": state.last_message,
+            "last-original-error-message": state.last_original_error_message,
+            "success": state.success,
+            "sync-type": current["sync_type"] if current else state.sync_type,
+            "progress": dict(progress) if isinstance(progress, dict) else {"processed": 0 if current
+                                                                           else state.processed},
+            "queues": queues,
+            "mode": self.mode,
+            **schedule,
+            "disabled-comment": state.disabled_comment,
+            "execution-dataset": self.execution_dataset,
+        }
+        return {"_id": f"pump:{self.pipe_id}", "runtime": runtime}
+
+
+def _metrics(result: RunResult | None) -> dict[str, Any]:
+    if result is None:
+        return {"entities.changes_last_run": 0, "entities.entities_last_run": 0}
+    return {"entities.changes_last_run": result.changes, "entities.entities_last_run": result.processed,
+            "entities.source_time": result.source_time, "entities.transform_time": result.transform_time,
+            "entities.sink_time": result.sink_time}
+
+
+def _failure(outcome: _Outcome) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(reason_why_stopped, original_error_message, exception_entity) of a failed or stopped run."""
+    error = outcome.error
+    if error is None:
+        return "Pump was stopped", None, None
+    if isinstance(error, PipeRunError):
+        return f"Pump failed: {error.message}", error.message, error.entity
+    text = f"{type(error).__name__}: {error}"
+    return f"Pump failed: {text}", text, None
