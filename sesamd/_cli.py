@@ -1,4 +1,4 @@
-"""The ``sesamd`` command line: ``sesamd dataset import|export|list|check`` (``serve`` comes with the node)."""
+"""The ``sesamd`` command line: ``sesamd serve`` and ``sesamd dataset import|export|list|check``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _dataset_cli
+from . import _dataset_cli, _serve
 
 __all__ = ["main"]
 
@@ -18,6 +18,7 @@ class CommandError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sesamd", description="A self-hosted Sesam-compatible node.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve.add_command(commands)
     _dataset_cli.add_commands(commands)
     return parser
 

@@ -44,7 +44,13 @@ def _import(data_dir: Path, file: Path) -> None:
 
 
 def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+    total = 0
+    for file in path.rglob("*") if path.exists() else ():
+        try:
+            total += file.stat().st_size
+        except FileNotFoundError:  # LevelDB removed it meanwhile
+            pass
+    return total
 
 
 def _kill_after(data_dir: Path, file: Path, delay: float, grown_by: int | None = None) -> None:

@@ -1,0 +1,442 @@
+"""The node: data directory, stored config, and one supervised pipe actor per pipe.
+
+:func:`open_node` opens the data directory (datasets and node store), starts the supervisor and the event
+bus, and applies the stored config. :meth:`Node.apply_config` validates an upload (structure, ``$ENV`` and
+``$SECRET``, each pipe through the engine's component specs), stores it, and applies it as a diff by entity
+hash: new pipes start, removed ones stop, changed ones restart, unchanged ones keep running undisturbed.
+
+The engine (runners, datasets) and the pump (pipe actors) are reached through :class:`Engine`, so tests
+can substitute small fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import storage
+from actors import Supervisor
+
+from . import __version__
+from ._config import (
+    ConfigValidationError,
+    SubstitutionError,
+    config_error,
+    diff,
+    entity_hash,
+    entity_kind,
+    json_path,
+    secret_names,
+    substitute,
+    validate_structure,
+)
+
+__all__ = ["Engine", "Node", "PipeState", "UnknownPipe", "default_engine", "open_node"]
+
+log = logging.getLogger("sesamd.node")
+
+EXECUTION_DATASET = "system:pump_execution:{}"
+
+
+class UnknownPipe(KeyError):
+    """No pipe with this id."""
+
+
+@dataclass
+class Engine:
+    """How the node builds and runs pipes (the real engine and pump, or test doubles).
+
+    ``build_runner(config, datasets, metadata)`` compiles a pipe (raising one of ``config_errors`` naming
+    the path); ``make_actor(pipe_id, runner, node)`` returns its pipe actor: ``run(mailbox)``, ``async
+    operate(op, params)``, ``pump_json()`` and ``wake()``.
+    """
+
+    make_datasets: Callable[[storage.DataDir], Any]
+    build_runner: Callable[[dict[str, Any], Any, dict[str, Any] | None], Any]
+    make_actor: Callable[[str, Any, Node], Any]
+    make_events: Callable[[], Any]
+    config_errors: tuple[type[BaseException], ...] = (ValueError,)
+
+
+def default_engine() -> Engine:
+    """The engine of ``actors`` (imported here so the node module loads without it)."""
+    from actors import _datasets, _engine, _events, _pump
+    from actors.components import ConfigError
+
+    def make_actor(pipe_id: str, runner: Any, node: Node) -> Any:
+        return _pump.PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.events,
+                               limiter=node.run_limiter, scheduler_enabled=node.scheduler_enabled)
+
+    return Engine(
+        make_datasets=_datasets.Datasets,
+        build_runner=_engine.build_runner,
+        make_actor=make_actor,
+        make_events=_events.EventBus,
+        config_errors=(ConfigError,),
+    )
+
+
+@dataclass
+class PipeState:
+    """A configured pipe: its config as uploaded and as run, its runner, and its current actor."""
+
+    id: str
+    original: dict[str, Any]
+    effective: dict[str, Any]
+    hash: str
+    runner: Any | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    actor: Any | None = None
+
+    @property
+    def actor_name(self) -> str:
+        return f"pipe:{self.id}"
+
+    @property
+    def is_valid(self) -> bool:
+        return self.runner is not None and not self.errors
+
+
+@dataclass
+class _Plan:
+    """A validated config, ready to apply."""
+
+    entities: list[dict[str, Any]]
+    pipes: dict[str, PipeState]
+    errors: list[dict[str, Any]]
+
+
+class Node:
+    """A running node; use :func:`open_node`. All methods run in the node's Trio run."""
+
+    def __init__(self, data_dir: str | Path, engine: Engine | None = None) -> None:
+        self.data_dir = storage.DataDir(data_dir)
+        self.engine = engine or default_engine()
+        self.store = self.data_dir.open_node_store()
+        self.datasets = self.engine.make_datasets(self.data_dir)
+        self.events = self.engine.make_events()
+        self.started_at = datetime.now(UTC)
+        self.node_id = self._node_id()
+        self.version = __version__
+        self.pipes: dict[str, PipeState] = {}
+        self.accepting_runs = True
+        self.run_limiter = trio.CapacityLimiter(max(2, min(8, os.cpu_count() or 2)))
+        self._entities: list[dict[str, Any]] = self._load_config()
+        self._supervisor: Supervisor | None = None
+        self._lock = trio.Lock()
+
+    # -- store -------------------------------------------------------------------------------------
+
+    def _node_id(self) -> str:
+        node_id = self.store.get("meta", "node-id")
+        if node_id is None:
+            node_id = os.urandom(8).hex()
+            self.store.put("meta", "node-id", node_id)
+        return str(node_id)
+
+    def _load_config(self) -> list[dict[str, Any]]:
+        return _ordered(value for _name, value in self.store.items("config"))
+
+    @property
+    def env(self) -> dict[str, Any]:
+        return dict(self.store.items("env"))
+
+    @property
+    def secrets(self) -> dict[str, Any]:
+        return dict(self.store.items("secret"))
+
+    def config(self) -> list[dict[str, Any]]:
+        """The config entities as uploaded: metadata, systems, then pipes, each by id."""
+        return list(self._entities)
+
+    def config_entity(self, entity_id: str) -> dict[str, Any] | None:
+        return next((e for e in self._entities if e.get("_id") == entity_id), None)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The service metadata entity as uploaded (empty when there is none)."""
+        return self.config_entity("node") or {}
+
+    @property
+    def scheduler_enabled(self) -> bool:
+        """False when ``task_manager.disable_pump_scheduler`` is set (metadata) or the node is stopping."""
+        task_manager = self.metadata.get("task_manager") or {}
+        return self.accepting_runs and not (isinstance(task_manager, dict)
+                                            and task_manager.get("disable_pump_scheduler") is True)
+
+    # -- pipes -------------------------------------------------------------------------------------
+
+    def pipe(self, pipe_id: str) -> PipeState:
+        state = self.pipes.get(pipe_id)
+        if state is None:
+            raise UnknownPipe(pipe_id)
+        return state
+
+    def actor_status(self, pipe_id: str) -> Any | None:
+        state = self.pipe(pipe_id)
+        if self._supervisor is None or state.actor_name not in self._supervisor:
+            return None
+        return self._supervisor.status(state.actor_name)
+
+    async def operate(self, pipe_id: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Run a pump operation; the pump raises its conflict/operation errors."""
+        state = self.pipe(pipe_id)
+        if state.actor is None:
+            raise PipeUnavailable(pipe_id, state)
+        if operation in ("start", "start-rescan") and not self.accepting_runs:
+            raise PipeUnavailable(pipe_id, state, "the node is shutting down and takes no new runs")
+        result: dict[str, Any] = await state.actor.operate(operation, dict(params))
+        return result
+
+    def pump_json(self, pipe_id: str) -> dict[str, Any]:
+        state = self.pipe(pipe_id)
+        if state.actor is not None:
+            pump: dict[str, Any] = state.actor.pump_json()
+            return pump
+        return {"_id": f"pump:{pipe_id}", "runtime": {
+            "is-running": False, "is-disabled": False, "is-valid-config": state.is_valid,
+            "config-errors": state.errors, "supported-operations": [], "last-seen": None,
+            "last-run": None, "next-run": None, "success": None, "queues": {"source": 0, "dependencies": {}},
+        }}
+
+    # -- config ------------------------------------------------------------------------------------
+
+    async def apply_config(self, entities: Any, *, force: bool = False) -> list[dict[str, Any]]:
+        """Validate, store and apply a whole config (the default group); returns the errors kept.
+
+        Without ``force`` any error rejects the upload (ConfigValidationError) and nothing changes. With
+        ``force`` the valid parts are applied and invalid pipes are kept, not running, with their errors.
+        """
+        async with self._lock:
+            plan = await self._plan(entities)
+            if plan.errors and not force:
+                raise ConfigValidationError(plan.errors)
+            await trio.to_thread.run_sync(
+                lambda: self.store.put_many("config", [(e["_id"], e) for e in plan.entities], replace=True))
+            self._entities = _ordered(plan.entities)
+            await self._switch(plan.pipes)
+            return plan.errors
+
+    async def _plan(self, entities: Any) -> _Plan:
+        errors = validate_structure(entities)
+        if errors:
+            raise ConfigValidationError(errors)
+        env, secrets = self.env, self.secrets
+        positions = {e["_id"]: i for i, e in enumerate(entities)}
+        resolved: dict[str, Any] = {}
+        for entity in entities:
+            entity_id, where = entity["_id"], f"$[{positions[entity['_id']]}]"
+            kind = entity_kind(entity)
+            if kind != "system" and secret_names(entity):
+                errors.append(config_error(where, f"'{entity_id}': $SECRET(...) is only allowed in system config"))
+                continue
+            try:
+                resolved[entity_id] = substitute(entity, env, secrets if kind == "system" else None, where)
+            except SubstitutionError as exc:
+                errors.append(config_error(exc.path, f"'{entity_id}': {exc}"))
+        metadata = resolved.get("node", {})
+        metadata_runtime = {k: v for k, v in metadata.items() if k not in ("_id", "type")} or None
+        systems = {k: v for k, v in resolved.items() if entity_kind(v) == "system"}
+        pipes: dict[str, PipeState] = {}
+        for entity in entities:
+            if entity["type"] != "pipe":
+                continue
+            pipe_id, where = entity["_id"], f"$[{positions[entity['_id']]}]"
+            config = resolved.get(pipe_id)
+            effective = substitute(entity, env, None) if config is not None else entity
+            state = PipeState(pipe_id, entity, effective, "")
+            if config is None:
+                state.errors = [e for e in errors if e["elements"].startswith(where)]
+                pipes[pipe_id] = state
+                continue
+            used = sorted(_referenced_systems(config) & systems.keys())
+            state.hash = entity_hash(config, metadata, [systems[s] for s in used])
+            running = self.pipes.get(pipe_id)
+            if running is not None and running.hash == state.hash and running.is_valid:
+                pipes[pipe_id] = running
+                running.original = entity
+                continue
+            state.errors = await self._build(state, config, metadata_runtime, where)
+            errors.extend(state.errors)
+            pipes[pipe_id] = state
+        return _Plan(list(entities), pipes, errors)
+
+    async def _build(self, state: PipeState, config: dict[str, Any], metadata: dict[str, Any] | None,
+                     where: str) -> list[dict[str, Any]]:
+        try:
+            state.runner = await trio.to_thread.run_sync(self.engine.build_runner, config, self.datasets, metadata)
+        except self.engine.config_errors as exc:
+            return [_pipe_error(state.id, where, str(exc), getattr(exc, "where", ""))]
+        effective = getattr(state.runner, "config", None)
+        if isinstance(effective, dict) and not secret_names(state.original):
+            state.effective = effective
+        return []
+
+    async def _switch(self, pipes: dict[str, PipeState]) -> None:
+        """Stop removed and changed pipes, start new and changed ones; unchanged ones are left alone."""
+        old = {k: (v.hash if v.is_valid else "") for k, v in self.pipes.items()}
+        new = {k: (v.hash if v.is_valid else "-") for k, v in pipes.items()}
+        change = diff(old, new)
+        async with trio.open_nursery() as nursery:
+            for pipe_id in change.removed + change.changed:
+                nursery.start_soon(self._stop_pipe, self.pipes[pipe_id])
+        self.pipes = pipes
+        for pipe_id in change.added + change.changed:
+            self._start_pipe(pipes[pipe_id])
+        if change.added or change.removed or change.changed:
+            log.info("config applied: %d added, %d removed, %d changed, %d unchanged", len(change.added),
+                     len(change.removed), len(change.changed), len(change.unchanged))
+            self.events.publish({"type": "config-applied", "added": list(change.added),
+                                 "removed": list(change.removed), "changed": list(change.changed)})
+
+    def _start_pipe(self, state: PipeState) -> None:
+        if not state.is_valid or self._supervisor is None:
+            return
+
+        actor = state.actor = self.engine.make_actor(state.id, state.runner, self)
+        self._supervisor.start(state.actor_name, lambda: actor)  # a restart reuses it (it reloads its state)
+
+    async def _stop_pipe(self, state: PipeState) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.stop(state.actor_name)
+        state.actor = None
+
+    def _on_supervisor_event(self, kind: str, data: dict[str, Any]) -> None:
+        log.warning("%s: %s", kind, data)
+        self.events.publish({"type": kind, **data})
+
+    # -- life cycle --------------------------------------------------------------------------------
+
+    async def _boot(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        if self._entities:
+            try:
+                errors = await self.apply_config(self._entities, force=True)
+            except ConfigValidationError as exc:
+                errors = exc.errors
+            for error in errors:
+                log.error("stored config: %s (%s)", error["msg"], error["elements"])
+
+    def _dependents(self, dataset: str) -> list[PipeState]:
+        """Pipes that read ``dataset`` (as their source or through hops)."""
+        found = []
+        for state in self.pipes.values():
+            runner = state.runner
+            if runner is None or state.actor is None:
+                continue
+            if dataset in runner.source_datasets or dataset in getattr(runner, "tracked_datasets", ()):
+                found.append(state)
+        return found
+
+    async def _signal_dependents(self) -> None:
+        """Wake the pipes that read a dataset when a run changed it (signalling, node-spec 5.2)."""
+        with self.events.subscribe(maxsize=1000, filter={"type": "pump-completed"}) as subscription:
+            async for event in subscription:
+                if event.get("type") != "pump-completed" or not event.get("changes"):
+                    continue
+                source = self.pipes.get(event.get("pipe", ""))
+                if source is None or source.runner is None or not self.accepting_runs:
+                    continue
+                sink = source.runner.sink_dataset
+                for state in self._dependents(sink) if sink is not None else ():
+                    if state.id != source.id:
+                        state.actor.wake()
+
+    async def stop_runs(self, grace: float = 30.0) -> None:
+        """Stop taking new runs; running ones stop after their current batch commits (within ``grace``)."""
+        self.accepting_runs = False
+        actors = [s.actor for s in self.pipes.values() if s.actor is not None]
+        for actor in actors:
+            actor.scheduler_enabled = False
+        with trio.move_on_after(grace):
+            async with trio.open_nursery() as nursery:
+                for actor in actors:
+                    nursery.start_soon(self._stop_actor_run, actor)
+
+    @staticmethod
+    async def _stop_actor_run(actor: Any) -> None:
+        if _is_running(actor):
+            await actor.operate("stop", {})
+        wait_idle = getattr(actor, "wait_idle", None)
+        if wait_idle is not None:
+            await wait_idle()
+
+    def close(self) -> None:
+        """Close datasets and the node store (after every task using them has ended)."""
+        close_events = getattr(self.events, "close", None)
+        if close_events is not None:
+            close_events()
+        self.datasets.close_all()
+        self.store.close()
+
+
+class PipeUnavailable(RuntimeError):
+    """The pipe exists but has no running pump (invalid config, restarting, or shutting down)."""
+
+    def __init__(self, pipe_id: str, state: PipeState, reason: str | None = None) -> None:
+        if reason is None:
+            reason = ("its config is invalid: " + "; ".join(e["msg"] for e in state.errors)) if state.errors \
+                else "its pump is not running"
+        super().__init__(f"pipe '{pipe_id}' cannot run: {reason}")
+        self.pipe_id = pipe_id
+
+
+def _is_running(actor: Any) -> bool:
+    if actor is None:
+        return False
+    try:
+        return bool(actor.pump_json()["runtime"].get("is-running"))
+    except Exception:
+        return False
+
+
+def _pipe_error(pipe_id: str, where: str, message: str, path: str = "") -> dict[str, Any]:
+    text = message if f"pipe {pipe_id}" in message or f"'{pipe_id}'" in message else f"pipe '{pipe_id}': {message}"
+    elements = where
+    inner = path.split(": ", 1)[-1] if path else ""
+    if inner and not inner.startswith("pipe "):
+        elements = json_path(where, *[int(p) if p.isdigit() else p for p in inner.replace("[", ".").replace(
+            "]", "").split(".") if p])
+    return config_error(elements, text)
+
+
+def _referenced_systems(value: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "system" and isinstance(item, str):
+                found.add(item)
+            else:
+                found |= _referenced_systems(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _referenced_systems(item)
+    return found
+
+
+def _ordered(entities: Any) -> list[dict[str, Any]]:
+    rank = {"metadata": 0, "pipe": 2}
+    return sorted(entities, key=lambda e: (rank.get(e.get("type"), 1), e.get("_id", "")))
+
+
+@asynccontextmanager
+async def open_node(data_dir: str | Path, engine: Engine | None = None) -> AsyncIterator[Node]:
+    """Open and boot a node; on exit stop its actors, then close its datasets and store."""
+    node = Node(data_dir, engine)
+    try:
+        async with trio.open_nursery() as nursery, Supervisor(on_event=node._on_supervisor_event) as supervisor:
+            nursery.start_soon(node._signal_dependents)
+            await node._boot(supervisor)
+            yield node
+            node.accepting_runs = False
+            nursery.cancel_scope.cancel()
+    finally:
+        node.close()

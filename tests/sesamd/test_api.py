@@ -1,0 +1,281 @@
+"""The REST API over a real node and engine, through quart-trio's in-process test client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import trio
+
+from sesamd._api import _json_array, create_app
+from sesamd._node import Node, open_node
+
+
+def embedded(pipe_id: str, entities: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"_id": pipe_id, "type": "pipe", "source": {"type": "embedded", "entities": entities}, **extra}
+
+
+PEOPLE = [{"_id": "1", "name": "Ann", "score": 1.50}, {"_id": "2", "name": "Bob"}, {"_id": "3", "name": "Cy"}]
+CONFIG = [
+    embedded("people", PEOPLE),
+    {"_id": "upper", "type": "pipe", "source": {"type": "dataset", "dataset": "people"},
+     "transform": {"type": "dtl", "rules": {"default": [["copy", "*"], ["add", "loud", ["upper", "_S.name"]]]}}},
+]
+
+
+class Api:
+    """A test client with JSON helpers."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.client = create_app(node).test_client()
+
+    async def get(self, path: str, status: int = 200, **params: Any) -> Any:
+        response = await self.client.get("/api" + path, query_string=params)
+        body = await response.get_data()
+        assert response.status_code == status, body
+        self.headers = response.headers
+        return json.loads(body)
+
+    async def put_config(self, config: Any, status: int = 200, **params: Any) -> Any:
+        response = await self.client.put("/api/config", data=json.dumps(config),
+                                         headers={"Content-Type": "application/json"}, query_string=params)
+        body = await response.get_data()
+        assert response.status_code == status, body
+        assert response.content_type == "application/json"
+        return json.loads(body)
+
+    async def pump(self, pipe_id: str, operation: str, status: int = 200, **form: str) -> Any:
+        response = await self.client.post(f"/api/pipes/{quote(pipe_id, safe='')}/pump",
+                                          form={"operation": operation, **form})
+        body = await response.get_data()
+        assert response.status_code == status, body
+        return json.loads(body)
+
+    async def idle(self, pipe_id: str) -> dict[str, Any]:
+        """Wait until the pump is idle; returns its runtime."""
+        with trio.fail_after(10):
+            while True:
+                runtime: dict[str, Any] = (await self.get(f"/pipes/{pipe_id}/pump"))["runtime"]
+                if not runtime["is-running"]:
+                    return runtime
+                await trio.sleep(0.01)
+
+    async def run(self, pipe_id: str) -> dict[str, Any]:
+        """Start a run (after the one a signal may have started) and wait until the pump is idle."""
+        while True:
+            response = await self.client.post(f"/api/pipes/{pipe_id}/pump", form={"operation": "start"})
+            if response.status_code != 409:
+                assert response.status_code == 200, await response.get_data()
+                return await self.idle(pipe_id)
+            await self.idle(pipe_id)
+
+
+@pytest.fixture
+async def api(tmp_path: Any) -> AsyncIterator[Api]:
+    async with open_node(tmp_path) as node:
+        yield Api(node)
+
+
+async def test_health_info_and_errors(api: Api) -> None:
+    assert (await api.get("/health")) == {"status": "ok"}
+    info = await api.get("")
+    assert info["node_id"] == api.node.node_id and "node_start_time" in info
+    assert (await api.get("/status"))["node_version"]
+    missing = await api.get("/nothing/here", 404)
+    assert missing["status"] == 404 and "/api/nothing/here" in missing["detail"]
+    assert (await api.get("/pipes/nope", 404)) == {"detail": "no pipe 'nope'", "status": 404}
+    assert (await api.get("/datasets/nope/entities", 404))["detail"] == "no dataset 'nope'"
+
+
+async def test_config_round_trip_keeps_decimals(api: Api) -> None:
+    assert await api.put_config(CONFIG) == {"validation_errors": []}
+    response = await api.client.get("/api/config")
+    text = (await response.get_data()).decode()
+    assert json.loads(text) == sorted(CONFIG, key=lambda e: e["_id"])
+    raw = b'[{"_id": "d", "type": "pipe", "source": {"type": "embedded", "entities": [{"_id": "1", "v": 22.10}]}}]'
+    response = await api.client.put("/api/config", data=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert '"v": 22.10' in (await (await api.client.get("/api/config")).get_data()).decode()
+
+
+async def test_bad_config_is_rejected_with_the_entity_and_path(api: Api) -> None:
+    await api.put_config(CONFIG)
+    bad = [embedded("people", PEOPLE), {"_id": "upper", "type": "pipe", "source": {"type": "dataset"}},
+           {"_id": "x", "type": "pipe", "source": {"type": "no-such-source"}}]
+    result = await api.put_config(bad, 400)
+    assert result["status"] == 400
+    errors = {e["elements"]: e["msg"] for e in result["validation_errors"]}
+    assert "$[1]['source']" in next(iter(errors)) or "$[1]" in next(iter(errors))
+    assert any("pipe upper" in msg and "dataset" in msg for msg in errors.values())
+    assert any("pipe x" in msg and "no-such-source" in msg for where, msg in errors.items() if where.startswith("$[2]"))
+    assert "upper" in result["detail"]
+    assert [e["_id"] for e in await api.get("/config")] == ["people", "upper"]  # unchanged
+    not_json = await api.client.put("/api/config", data=b"[{", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400 and "not valid JSON" in (await not_json.get_json())["detail"]
+    assert (await api.put_config({"_id": "a"}, 400))["validation_errors"][0]["elements"] == "$"
+
+
+async def test_multipart_upload_and_force(api: Api) -> None:
+    from quart.datastructures import FileStorage
+
+    upload = FileStorage(stream=__import__("io").BytesIO(json.dumps(CONFIG).encode()), filename="sesam.conf.json",
+                         content_type="application/json")
+    response = await api.client.put("/api/config", files={"file": upload})
+    assert response.status_code == 200, await response.get_data()
+    bad = [*CONFIG, {"_id": "x", "type": "pipe", "source": {"type": "no-such-source"}}]
+    result = await api.put_config(bad, force="true")
+    assert len(result["validation_errors"]) == 1
+    pipe = await api.get("/pipes/x")
+    assert pipe["runtime"]["is-valid-config"] is False and pipe["runtime"]["config-errors"]
+    refused = await api.pump("x", "start", 400)
+    assert "invalid" in refused["detail"]
+
+
+async def test_pipe_object_pump_and_log(api: Api) -> None:
+    await api.put_config(CONFIG)
+    pipes = await api.get("/pipes")
+    assert [p["_id"] for p in pipes] == ["people", "upper"]
+    upper = await api.get("/pipes/upper")
+    assert upper["config"]["original"] == CONFIG[1]
+    assert upper["config"]["effective"]["sink"] == {"type": "dataset", "dataset": "upper"}
+    runtime = upper["runtime"]
+    assert runtime["state"] == "Deployed" and runtime["is-valid-config"] is True
+    assert runtime["dependencies"] == ["people"]
+    assert runtime["execution-dataset"] == "system:pump_execution:upper"
+    assert {"is-running", "is-disabled", "config-errors", "queues", "last-seen"} <= set(runtime)
+    assert set(await api.get("/pipes/upper", fields="runtime")) == {"_id", "runtime"}
+
+    pump = await api.get("/pipes/people/pump")
+    assert pump["_id"] == "pump:people" and "start" in pump["runtime"]["supported-operations"]
+    runtime = await api.run("people")
+    assert runtime["success"] is True, runtime
+    runtime = await api.run("upper")
+    assert runtime["success"] is True, runtime
+    unsupported = await api.pump("people", "frobnicate", 400)
+    assert "doesn't support the operation" in unsupported["detail"]
+    missing = await api.client.post("/api/pipes/people/pump", form={})
+    assert missing.status_code == 400
+
+    log = await api.get("/pipes/people/log")
+    assert [e["_id"] for e in log] == ["pump-started", "pump-completed"]
+    assert log[1]["pipe"] == "people"
+    assert await api.get("/pipes/people/log", since=log[0]["_updated"]) == log[1:]
+    assert await api.get("/pipes/people/log", reverse="true", limit=1) == log[1:]
+    preview = await api.get("/pipes/upper/entities", stage="sink", limit=2)
+    assert [e["loud"] for e in preview] == ["ANN", "BOB"]
+    assert (await api.get("/pipes/upper/entities", 400, stage="nope"))["detail"].startswith("query parameter 'stage'")
+
+
+async def test_start_while_running_is_a_conflict(api: Api) -> None:
+    many = [{"_id": str(i), "n": i} for i in range(3000)]
+    await api.put_config([embedded("big", many, batch_size=10)])
+    await api.pump("big", "start")
+    second = await api.client.post("/api/pipes/big/pump", form={"operation": "start"})
+    if second.status_code == 409:  # the first run may already be over on a fast machine
+        body = await second.get_json()
+        assert body["_id"] == "pump:big" and body["status"] == 409
+    else:
+        assert second.status_code == 200
+    with trio.fail_after(20):
+        while (await api.get("/pipes/big/pump"))["runtime"]["is-running"]:
+            await trio.sleep(0.02)
+
+
+async def test_datasets_and_entities(api: Api) -> None:
+    await api.put_config(CONFIG)
+    await api.run("people")
+    await api.put_config([embedded("people", [PEOPLE[0], {"_id": "2", "name": "Bo"}]), CONFIG[1]])
+    await api.run("people")
+
+    names = [d["_id"] for d in await api.get("/datasets")]
+    assert names == ["people", "upper"]
+    internal = [d["_id"] for d in await api.get("/datasets", **{"include-internal-datasets": "true"})]
+    assert "system:pump_execution:people" in internal
+    people = await api.get("/datasets/people")
+    assert people["runtime"]["populated"] is True
+    assert people["runtime"]["count-index-exists"] == 2
+    assert people["runtime"]["count-index-deleted"] == 1
+    assert people["runtime"]["count-log-exists"] == 5
+
+    everything = await api.get("/datasets/people/entities")
+    assert [(e["_id"], e["_updated"], e["_deleted"]) for e in everything] == [
+        ("1", 0, False), ("2", 1, False), ("3", 2, False), ("2", 3, False), ("3", 4, True)]
+    assert everything[0]["score"] == "~f1.5"  # json.dumps wrote 1.5
+    assert api.headers["X-Dataset-Populated"] == "true"
+    assert api.headers["X-Dataset-Max-Updated"] == "4"
+    assert api.headers["X-Dataset-Generation"]
+    latest = await api.get("/datasets/people/entities", history="false", deleted="false")
+    assert [e["_id"] for e in latest] == ["1", "2"]
+    assert [e["_updated"] for e in await api.get("/datasets/people/entities", since=1, limit=2)] == [2, 3]
+    assert [e["_updated"] for e in await api.get("/datasets/people/entities", reverse="true", limit=2)] == [4, 3]
+    assert await api.get("/datasets/people/entities", since=99) == []
+    assert (await api.get("/datasets/people/entities", 400, limit="x"))["detail"] == (
+        "query parameter 'limit' must be an integer, not 'x'")
+    assert (await api.get("/datasets/people/entities", 400, history="maybe"))["status"] == 400
+
+    entity = await api.get("/datasets/people/entity", entity_id="2")
+    assert entity["name"] == "Bo" and entity["_previous"] == 1
+    assert (await api.get("/datasets/people/entity", 404, entity_id="9"))["detail"] == (
+        "dataset 'people' has no entity '9'")
+    await api.get("/datasets/people/entity", 400)
+    await api.get("/datasets/people/entity", 404, entity_id="2", offset=1)
+
+    quoted = quote("system:pump_execution:people", safe="")
+    log = await api.get(f"/datasets/{quoted}/entities")
+    assert {e["_id"] for e in log} == {"pump-started", "pump-completed"}
+    assert (await api.get(f"/datasets/{quoted}"))["_id"] == "system:pump_execution:people"
+
+
+async def test_large_dataset_streams_in_chunks(api: Api) -> None:
+    many = [{"_id": f"{i:05}", "n": i} for i in range(2500)]
+    await api.put_config([embedded("many", many, batch_size=1000)])
+    await api.run("many")
+    entities = await api.get("/datasets/many/entities")
+    assert [e["n"] for e in entities] == list(range(2500))
+
+    dataset = api.node.datasets.get("many")
+    snapshot = dataset.snapshot()
+    closed: list[bool] = []
+
+    class Snapshot:
+        def close(self) -> None:
+            closed.append(True)
+            snapshot.close()
+
+    stream = _json_array(dataset.iter_stored(snapshot=snapshot), Snapshot(), trio.CapacityLimiter(1))
+    chunks = [chunk async for chunk in stream]
+    assert len(chunks) == 4 and closed == [True]  # three chunks of at most 1000, then the closing bracket
+    assert [e["n"] for e in json.loads(b"".join(chunks))] == list(range(2500))
+    assert json.loads(await (await api.client.get("/api/datasets/many/entities?limit=0")).get_data()) == []
+
+
+async def test_env_substitution_through_the_api(api: Api) -> None:
+    response = await api.client.put("/api/env", json={"who": "Eve"})
+    assert response.status_code == 200
+    config = [embedded("greet", [{"_id": "1", "name": "$ENV(who)"}])]
+    await api.put_config(config)
+    assert (await api.get("/pipes/greet"))["config"]["effective"]["source"]["entities"][0]["name"] == "Eve"
+    assert (await api.get("/config")) == config  # as uploaded
+    await api.client.post("/api/env", json={"who": "Mallory"})
+    assert (await api.get("/pipes/greet"))["config"]["effective"]["source"]["entities"][0]["name"] == "Mallory"
+    assert (await api.get("/env")) == {"who": "Mallory"}
+    undefined = await api.put_config([embedded("x", [{"_id": "1", "v": "$ENV(nope)"}])], 400)
+    assert undefined["validation_errors"][0]["elements"] == "$[0]['source']['entities'][0]['v']"
+    await api.client.put("/api/secrets", json={"pw": "hunter2"})
+    assert await api.get("/secrets") == ["pw"]
+
+
+async def test_pipe_config_endpoints(api: Api) -> None:
+    await api.put_config(CONFIG)
+    assert await api.get("/pipes/people/config") == CONFIG[0]
+    changed = embedded("people", PEOPLE[:1])
+    response = await api.client.put("/api/pipes/people/config", json=changed)
+    assert response.status_code == 200
+    assert (await api.get("/pipes/people/config")) == changed
+    response = await api.client.delete("/api/pipes/upper")
+    assert response.status_code == 200 and (await response.get_json())["_id"] == "upper"
+    assert [p["_id"] for p in await api.get("/pipes")] == ["people"]
