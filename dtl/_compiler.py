@@ -10,7 +10,7 @@ from ._context import Ctx, Evaluator, Step
 from ._errors import DTLCompileError
 from ._namespaces import Namespaces
 from ._paths import compile_path, parse_path
-from ._registry import EXPRESSIONS, TRANSFORMS, Call, constant, load_families
+from ._registry import EXPRESSIONS, TRANSFORMS, Call, constant, is_constant, load_families
 from ._values import decode_literal
 
 __all__ = ["Compiler", "RuleInfo"]
@@ -169,12 +169,18 @@ def sequence(steps: list[Step]) -> Step:
     for i, step in enumerate(steps):
         assign = getattr(step, "dtl_assign", None)
         copy_name = getattr(step, "dtl_copy", None)
-        if assign is not None:
+        if assign is not None and is_constant(assign[1]):  # the same value object the evaluator returns
+            env[f"K{i}"], env[f"V{i}"] = assign[0], assign[1].dtl_constant
+            lines.append(f"    T[K{i}] = V{i}")
+        elif assign is not None:
             env[f"K{i}"], env[f"E{i}"] = assign
             lines.append(f"    T[K{i}] = E{i}(c)")
         elif copy_name is not None:
             env[f"K{i}"] = copy_name
             lines.append(f"    if is_dict and K{i} in S: T[K{i}] = S[K{i}]")
+        elif getattr(step, "dtl_stop_unless", None) is not None:  # filter/discard with a condition
+            env[f"C{i}"], env[f"O{i}"] = step.dtl_stop_unless  # type: ignore[attr-defined]
+            lines += [f"    r = C{i}(c)", f"    if r is None or r is False or (type(r) is list and not r): return O{i}"]
         elif getattr(step, "dtl_never_stops", False):
             env[f"S{i}"] = step
             lines.append(f"    S{i}(c)")

@@ -28,10 +28,15 @@ def _apply(call: Call) -> Evaluator:
     def evaluate(c: Ctx) -> Any:
         value = values(c)
         if type(value) is list:
-            out = []
+            out: list[Any] = []
+            if not value:
+                return out
             step = slot[0]
+            child = Ctx(None, None, c.env, c, c.root, c.h)  # one context, reset per element
             for v in value:
-                child = Ctx(v, {}, c.env, c, c.root, c.h)
+                child.S = v
+                child.T = {}
+                child.u = None
                 if step(child) is None:
                     out.append(child.T)
             return out

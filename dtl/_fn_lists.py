@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ._context import Ctx, Evaluator
-from ._fn_math import add_numbers
+from ._fn_math import _multiply, _subtract, add_numbers
 from ._registry import Call, expression, function, function_compiler, map_values, with_value
 from ._values import DEC, as_list, equal, is_number, json_text, order_key
 
@@ -63,11 +63,30 @@ def _flatten(values: Any) -> Any:
     return out
 
 
-@function("count", args=1)
 def _count(values: Any) -> int:
     if type(values) is list:
         return len(values)
     return 0 if values is None else 1
+
+
+_count_eager = function_compiler(_count)
+
+
+@expression("count", args=1)
+def _count_call(call: Call) -> Evaluator:
+    values = call.compile(0)
+    from_s, key = getattr(values, "dtl_key", (False, None))
+    if key is None:
+        return _count_eager(call, [values])
+
+    def count_key(c: Ctx) -> int:  # ["count", "_T.KEY"]: the path read in place
+        root = c.S if from_s else c.T
+        value = root.get(key) if type(root) is dict else values(c)
+        if type(value) is list:
+            return len(value)
+        return 0 if value is None else 1
+
+    return count_key
 
 
 @function("first", args=1)
@@ -340,7 +359,21 @@ def _sum_call(call: Call) -> Evaluator:
     if fused is None:
         return _sum_eager(call, [values])
     mapper, items = fused  # ["sum", ["map", F, VALUES]]: the mapped list is summed without a map call
+    generic = _sum_of_map(mapper, items)
+    key = getattr(mapper, "dtl_u_key", None)
+    if key is not None:
+        return _sum_of_keys(key, items, generic)
+    binary = getattr(mapper, "dtl_binary", None)
+    if binary is not None:
+        operation, operand_fn, values_fn = binary
+        operand_key = getattr(operand_fn, "dtl_u_key", None)
+        values_key = getattr(values_fn, "dtl_u_key", None)
+        if operand_key is not None and values_key is not None:
+            return _sum_of_binary(operation, values_key, operand_key, items, generic)
+    return generic
 
+
+def _sum_of_map(mapper: Evaluator, items: Evaluator) -> Evaluator:
     def sum_of_map(c: Ctx) -> Any:
         value = items(c)
         if type(value) is not list:
@@ -355,6 +388,77 @@ def _sum_call(call: Call) -> Evaluator:
         return _sum(mapped)
 
     return sum_of_map
+
+
+def _sum_of_keys(key: str, items: Evaluator, generic: Evaluator) -> Evaluator:
+    """``["sum", ["map", "_.KEY", VALUES]]``: decimals of dict items added in place (``generic`` otherwise)."""
+    add = DEC.add
+    from_s, items_key = getattr(items, "dtl_key", (False, None))
+
+    def sum_of_keys(c: Ctx) -> Any:
+        if items_key is None:
+            value = items(c)
+        else:
+            root = c.S if from_s else c.T
+            value = root.get(items_key) if type(root) is dict else items(c)
+        if type(value) is list and value:
+            total: Any = _ZERO
+            for item in value:
+                if type(item) is not dict:
+                    break
+                v = item.get(key)
+                if type(v) is not Decimal:
+                    break
+                total = add(total, v)
+            else:
+                return total
+        return generic(c)
+
+    return sum_of_keys
+
+
+def _sum_of_binary(operation: Callable[[Any, Any], Any], values_key: str, operand_key: str, items: Evaluator,
+                   generic: Evaluator) -> Evaluator:
+    """``["sum", ["map", [OP, "_.B", "_.A"], VALUES]]`` with decimal results: no per-item calls.
+
+    Per dict item ``operation(item.get(A), item.get(B))`` as the map-style operator computes it; any other
+    item or result (non-dict, null, list, non-decimal) falls back to ``generic``, from the start.
+    """
+    add = DEC.add
+    direct = {add_numbers: DEC.add, _subtract: DEC.subtract, _multiply: DEC.multiply}.get(operation)
+    numbers = _NUMBERS
+    from_s, items_key = getattr(items, "dtl_key", (False, None))
+
+    def sum_of_binary(c: Ctx) -> Any:
+        if items_key is None:
+            value = items(c)
+        else:
+            root = c.S if from_s else c.T
+            value = root.get(items_key) if type(root) is dict else items(c)
+        if type(value) is list and value:
+            total: Any = _ZERO
+            for item in value:
+                if type(item) is not dict:
+                    break
+                b = item.get(operand_key)
+                a = item.get(values_key)
+                ta = type(a)
+                tb = type(b)
+                if direct is not None and ((ta is Decimal and (tb is Decimal or tb is int))
+                                           or (tb is Decimal and ta is int)):
+                    r = direct(a, b)  # the context converts ints exactly, as the operator does
+                elif ta in numbers and tb in numbers:
+                    r = operation(a, b)
+                    if type(r) is not Decimal:
+                        break
+                else:
+                    break
+                total = add(total, r)
+            else:
+                return total
+        return generic(c)
+
+    return sum_of_binary
 
 
 def _sum(values: Any) -> Any:
@@ -379,6 +483,7 @@ def _sum(values: Any) -> Any:
 
 
 _INT_OR_FLOAT = frozenset((int, float))
+_NUMBERS = frozenset((int, float, Decimal))
 _sum_eager = function_compiler(_sum)
 _ZERO = Decimal(0)
 

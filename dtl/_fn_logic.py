@@ -148,6 +148,21 @@ def _ordering_call(operator_fn: Any) -> Any:
             if tb not in numbers:
                 return eager(call, [left, right])
 
+            from_s, key = getattr(left, "dtl_key", (False, None))
+            if key is not None:
+
+                def evaluate_key_right(c: Ctx) -> Any:  # ["gt", "_T.KEY", NUMBER]: the path read in place
+                    root = c.S if from_s else c.T
+                    a = root.get(key) if type(root) is dict else left(c)
+                    ta = type(a)
+                    if ta in numbers:
+                        if ta is float and tb is float:
+                            return operator_fn(a, b)
+                        return operator_fn((a > b) - (a < b), 0)
+                    return test(a, b)
+
+                return evaluate_key_right
+
             def evaluate_right(c: Ctx) -> Any:
                 a = left(c)
                 ta = type(a)
@@ -265,6 +280,23 @@ def _coalesce(call: Call) -> Evaluator:
         pair = getattr(values, "dtl_items", None)  # ["coalesce", ["list", A, B]]: no list built
         if pair is not None and len(pair) == 2:
             a, b = pair
+            if is_constant(b):
+                fallback = b.dtl_constant  # type: ignore[attr-defined]
+                from_s, key = getattr(a, "dtl_key", (False, None))
+                if key is not None:
+
+                    def key_or_constant(c: Ctx) -> Any:
+                        root = c.S if from_s else c.T
+                        x = root.get(key) if type(root) is dict else a(c)
+                        return fallback if x is None else x
+
+                    return key_or_constant
+
+                def first_or_constant(c: Ctx) -> Any:
+                    x = a(c)
+                    return fallback if x is None else x
+
+                return first_or_constant
 
             def first_of_two(c: Ctx) -> Any:
                 x = a(c)

@@ -138,14 +138,20 @@ def _map_style_call(operation: Callable[[Number, Number], Number | None]) -> Cal
                 return constant(None)
             return _elementwise_evaluator(element, values)
         numbers = _NUMBERS
+        direct = _DIRECT.get(operation)  # two decimals: the context method, as ``operation`` would call it
 
         def evaluate(c: Ctx) -> Any:
             operand = operand_fn(c)
-            if type(operand) is list:
+            kind = type(operand)
+            if kind is list:
                 operand = operand[0] if operand else None
-            if type(operand) not in numbers:
+                kind = type(operand)
+            if kind not in numbers:
                 return None
             value = values(c)
+            if direct is not None and ((kind is Decimal and (type(value) is Decimal or type(value) is int))
+                                       or (kind is int and type(value) is Decimal)):
+                return direct(value, operand)  # the context converts ints exactly, as ``operation`` does
             kind = type(value)
             if kind in numbers:
                 return operation(value, operand)
@@ -159,10 +165,14 @@ def _map_style_call(operation: Callable[[Number, Number], Number | None]) -> Cal
                         out.append(result)
             return out
 
+        evaluate.dtl_binary = (operation, operand_fn, values)  # type: ignore[attr-defined]  # for fused callers
         return evaluate
 
     return compile_call
 
+
+_DIRECT: dict[Any, Callable[[Decimal, Decimal], Decimal]] = {
+    add_numbers: DEC.add, _subtract: DEC.subtract, _multiply: DEC.multiply}
 
 for _symbol, (_name, _operation) in _OPERATIONS.items():
     function(_symbol, args=2)(_natural(_operation))

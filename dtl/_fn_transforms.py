@@ -304,6 +304,7 @@ def _stopper(call: Call, outcome: Any) -> Step:
             return outcome
         return None
 
+    step.dtl_stop_unless = (condition, outcome)  # type: ignore[attr-defined]  # inlined by ``sequence``
     return step
 
 

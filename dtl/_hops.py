@@ -345,10 +345,12 @@ def _single_hop(spec: Spec) -> Hop | None:
 
 def _run_single_hop(c: Ctx, hop: Hop, inputs: list[Any]) -> list[Any]:
     """``_run_spec`` for a ``_single_hop`` spec: the same lookups, order and de-duplication."""
+    if len(inputs) == 1:
+        return _run_one_hop(c, hop, inputs[0])
     out: list[Any] = []
-    seen: set[Any] = set()
     alias = hop.alias
     saved_s, saved_h = c.S, c.h
+    seen: set[Any] = set()
     try:
         for entity in inputs:
             lookup = _lookup(c)
@@ -367,8 +369,71 @@ def _run_single_hop(c: Ctx, hop: Hop, inputs: list[Any]) -> list[Any]:
     return out
 
 
-def _run_spec(c: Ctx, spec: Spec, inputs: list[Any]) -> list[Any]:
-    hop = _single_hop(spec)
+def _run_one_hop(c: Ctx, hop: Hop, entity: Any) -> list[Any]:
+    """``_run_single_hop`` for one input: one lookup, de-duplicated only when it has a repeated key."""
+    out: list[Any] = []
+    lookup = _lookup(c)
+    saved_s, saved_h = c.S, c.h
+    c.S = entity
+    c.h = dict(saved_h) if saved_h else {}
+    try:
+        values = flat_values(hop.source(c))
+    finally:
+        c.S, c.h = saved_s, saved_h
+    if not values:
+        return out
+    found = lookup.lookup(hop.dataset, hop.index, values)
+    if len(found) < 2 or len({e.get("_id") if type(e) is dict else id(e) for e in found}) == len(found):
+        out.extend(found)
+        return out
+    return _unique(hop.alias, found)
+
+
+def _unique(alias: str, found: list[Any]) -> list[Any]:
+    """The first of each ``(alias, _entity_key)`` among ``found``, in order."""
+    out: list[Any] = []
+    seen: set[Any] = set()
+    for candidate in found:
+        key = (alias, _entity_key(candidate))
+        if key not in seen:
+            seen.add(key)
+            out.append(candidate)
+    return out
+
+
+def _one_hop_evaluator(hop: Hop) -> Evaluator:
+    """``_run_one_hop`` on ``_S`` as one function (the hops expression of a plain single join)."""
+    source = hop.source
+    dataset = hop.dataset
+    index = hop.index
+
+    def evaluate_one_hop(c: Ctx) -> list[Any]:
+        lookup = c.env.lookup
+        if lookup is None:
+            _lookup(c)  # raises
+        saved_h = c.h
+        c.h = dict(saved_h) if saved_h else {}
+        try:
+            value = source(c)  # _S is already the input entity
+        finally:
+            c.h = saved_h
+        if type(value) is list:
+            values = [v for v in value if v is not None]
+            if not values:
+                return []
+        elif value is None:
+            return []
+        else:
+            values = [value]
+        found = lookup.lookup(dataset, index, values)
+        if len(found) < 2 or len({e.get("_id") if type(e) is dict else id(e) for e in found}) == len(found):
+            return list(found)
+        return _unique(hop.alias, found)
+
+    return evaluate_one_hop
+
+
+def _run_spec(c: Ctx, spec: Spec, inputs: list[Any], hop: Hop | None = None) -> list[Any]:
     if hop is not None:
         return _run_single_hop(c, hop, inputs)
     out: list[Any] = []
@@ -395,10 +460,14 @@ def _run_spec(c: Ctx, spec: Spec, inputs: list[Any]) -> list[Any]:
 
 
 def _evaluator(specs: list[Spec]) -> Evaluator:
+    plan = [(spec, _single_hop(spec)) for spec in specs]
+    if len(plan) == 1 and plan[0][1] is not None:
+        return _one_hop_evaluator(plan[0][1])
+
     def evaluate(c: Ctx) -> list[Any]:
         values = [c.S]
-        for spec in specs:
-            values = _run_spec(c, spec, values)
+        for spec, hop in plan:
+            values = _run_spec(c, spec, values, hop)
             if not values:
                 break
         return values
@@ -430,10 +499,17 @@ def _apply_hops(call: Call) -> Evaluator:
     _, hops = _compile_site(call, 1, applies=rule)
 
     def evaluate(c: Ctx) -> list[Any]:
-        out = []
-        for value in hops(c):
-            child = Ctx(value, {}, c.env, c, c.root, c.h)
-            if slot[0](child) is None:
+        out: list[Any] = []
+        values = hops(c)
+        if not values:
+            return out
+        step = slot[0]
+        child = Ctx(None, None, c.env, c, c.root, c.h)  # one context, reset per element
+        for value in values:
+            child.S = value
+            child.T = {}
+            child.u = None
+            if step(child) is None:
                 out.append(child.T)
         return out
 

@@ -210,6 +210,11 @@ def compile_path(variable: str, elements: list[str], ns: Namespaces) -> Evaluato
         lines.append("    return v")
     exec("\n".join(lines), env)
     evaluator: Evaluator = env["evaluate"]
+    if variable == "_" and not prelude and len(steps) == 1 and type(steps[0]) is str:
+        evaluator.dtl_u_key = steps[0]  # type: ignore[attr-defined]  # ``_.KEY``: item.get(KEY) on a dict item
+    if variable in ("_S", "_T") and len(steps) == 1 and type(steps[0]) is str and steps[0] != "$ids":
+        # ``_S.KEY``/``_T.KEY``: ``(is _S, KEY)``; callers may read ``root.get(KEY)`` when root is a dict
+        evaluator.dtl_key = (variable == "_S", steps[0])  # type: ignore[attr-defined]
     return evaluator
 
 

@@ -52,7 +52,9 @@ class InMemoryLookup:
 
     def lookup(self, dataset_id: str, index: IndexExpression, values: Sequence[Any]) -> list[dict[str, Any]]:
         self.calls += 1
-        table = self._index(dataset_id, index)
+        table = self._indexes.get((dataset_id, index.key))
+        if table is None:
+            table = self._index(dataset_id, index)
         if len(values) == 1:  # a bucket is ordered by _id without duplicates already
             return list(table.get(index_key(values[0]), ()))
         found: dict[str, dict[str, Any]] = {}
