@@ -20,15 +20,18 @@ from __future__ import annotations
 import struct
 import time
 import uuid
+from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+import xxhash
 
 from ._entity import Prepared, content_hash, prepare, stored_bytes, stored_is_deleted
-from ._json import canonical, dumps, loads
+from ._json import _SORTED_STRICT, canonical, dumps, loads
 from ._leveldb import open_db
 
 __all__ = ["Dataset", "WriteResult", "FullRun", "EmptySourceError", "IndexFunction"]
@@ -37,7 +40,13 @@ IndexFunction = Callable[[dict[str, Any]], Iterable[Any]]
 """Maps a (wire-form) entity to the values it is indexed under; ``None`` values are not indexed."""
 
 _SEQ = struct.Struct(">Q")
-_ID_VALUE = struct.Struct(">Q16sBI")
+_ID_VALUE = struct.Struct(">Q16sBI")  # seq, digest, flags, run
+_RUN = struct.Struct(">I")
+# The stored form of a version (see _entity.stored_bytes), for the fast path of Dataset.write: the seq,
+# ',"_previous":..,"_ts":..,"_hash":"', the hex digest, the _id's JSON and the body (not {}) after its "{".
+_STORED_LIVE = b'{"_deleted":false,"_updated":%d%b%b","_id":%b,%b'
+_STORED_DELETED = b'{"_deleted":true,"_updated":%d%b%b","_id":%b,%b'
+_RANGE_CHECK_MIN = 16  # entities in a write before Dataset._none_stored is worth its seek
 _DELETED = 1
 
 _STATE = b"mstate"
@@ -129,6 +138,12 @@ def _values(result: Any) -> Iterable[Any]:
     return (result,)
 
 
+def _latest_of(data: bytes) -> _Latest:
+    """An id index value, unpacked."""
+    seq, digest, flags, run = _ID_VALUE.unpack(data)
+    return _Latest(seq, digest, bool(flags & _DELETED), run)
+
+
 def _log_key(seq: int) -> bytes:
     return b"l" + _SEQ.pack(seq)
 
@@ -200,10 +215,7 @@ class Dataset:
 
     def _latest(self, key: bytes, getter: Callable[[bytes], bytes | None]) -> _Latest | None:
         data = getter(key)
-        if data is None:
-            return None
-        seq, digest, flags, run = _ID_VALUE.unpack(data)
-        return _Latest(seq, digest, bool(flags & _DELETED), run)
+        return None if data is None else _latest_of(data)
 
     def write(
         self,
@@ -227,63 +239,129 @@ class Dataset:
         offset_json = _offset_json(offset_key, offset)
         self._recorded = {}  # a write that failed half-way may have left entries
         state = _State(**vars(self._state))
-        result = WriteResult()
         run_gen = full_run.generation if full_run is not None else self._run_gen
-        pending: dict[bytes, _Latest] = {}
+        pending: dict[bytes, bytes] = {}  # id key -> the id index value this batch wrote (reads see it)
         batch = self._db.write_batch(sync=sync)
         put = batch.put
         get = self._db.get
-        pack_seq = _SEQ.pack
-        pack_id = _ID_VALUE.pack
-        indexed = bool(self._indexes)
         ts = now_us()
+        seen = appended = 0
+        none_stored = self._none_stored(entities)  # then the fast path need not look ids up
+        # For the fast path (below): bound functions and the constant parts of what it writes.
+        fast = not self._indexes
+        skip_unchanged = full_run is None and not force
+        dumps = orjson.dumps
+        xxh3 = xxhash.xxh3_128_digest
+        pack_seq = _SEQ.pack
+        unpack_seq = _SEQ.unpack_from
+        no_previous = b',"_previous":null,"_ts":%d,"_hash":"' % ts
+        run_live = b"\x00" + _RUN.pack(run_gen)  # the id index value's flags and run, after seq+digest
+        run_deleted = b"\x01" + _RUN.pack(run_gen)
         for entity in entities:
-            prepared = prepare(entity)
-            result.seen += 1
-            id_key = b"i" + prepared.id.encode()
-            current = pending.get(id_key) or self._latest(id_key, get)
+            seen += 1
+            # The fast path: a new or changed entity, not filtered, with no secondary index to maintain.
+            # It does what prepare(), stored_bytes() and _append() do (tests/storage/test_storage_fast_path.py
+            # holds it to them), inline: no calls of Python functions and no tuples per entity. Anything
+            # else (not wire form, a big int, no string _id, _filtered, an empty body, an unchanged entity
+            # in a full run or forced) goes to the general path below.
+            body = None
+            if fast and type(entity) is dict and type(entity_id := entity.get("_id")) is str:
+                content = entity.copy()
+                del content["_id"]
+                try:
+                    body = dumps(content, option=_SORTED_STRICT)
+                    id_json = dumps(entity_id)
+                    deleted = False
+                    # A root "_" key (other than _id) would start with '"_' in the body (nested keys and
+                    # strings may too); then the body must leave them out. (partition is the cheapest
+                    # test for a "_"; "in" would first try the bytes as an int and format an error.)
+                    if body.partition(b"_")[1] and body.find(b'"_') >= 0:
+                        deleted = entity.get("_deleted") is True
+                        body = None if entity.get("_filtered") is True else \
+                            dumps({k: v for k, v in entity.items() if not "_" <= k < "`"}, option=_SORTED_STRICT)
+                except TypeError:  # not wire form (or a big int): prepare() decides
+                    body = None
+            if body is not None and len(body) > 2:  # (not {}: _STORED_* put a "," before the body)
+                digest = xxh3(body + (b"\x1f1" if deleted else b"\x1f0") + id_json)
+                id_key = b"i" + entity_id.encode()
+                data = pending.get(id_key)
+                if data is None and not none_stored:
+                    data = get(id_key)
+                if data is None or data[8:24] != digest:  # new or changed (the digest covers deleted)
+                    seq = state.next_seq
+                    state.next_seq = seq + 1
+                    state.log += 1
+                    seq_bytes = pack_seq(seq)
+                    if data is None:
+                        previous = no_previous
+                        if deleted:
+                            state.deleted += 1
+                        else:
+                            state.live += 1
+                    else:
+                        previous = b',"_previous":%d,"_ts":%d,"_hash":"' % (unpack_seq(data)[0], ts)
+                        put(b"s" + data[:8], b"")
+                        was_deleted = data[24] & _DELETED
+                        if was_deleted != deleted:
+                            state.live += was_deleted - deleted
+                            state.deleted += deleted - was_deleted
+                    put(b"l" + seq_bytes, (_STORED_DELETED if deleted else _STORED_LIVE) % (
+                        seq, previous, hexlify(digest), id_json, body[1:]))
+                    value = seq_bytes + digest + (run_deleted if deleted else run_live)
+                    put(id_key, value)
+                    pending[id_key] = value
+                    appended += 1
+                    continue
+                if skip_unchanged:
+                    continue
+                prepared = Prepared(entity_id, id_json, deleted, False, body, digest)
+            else:
+                prepared = prepare(entity)
+                id_key = b"i" + prepared.id.encode()
+                data = pending.get(id_key) or get(id_key)
+            # The general path.
+            current = None if data is None else _latest_of(data)
             deleted = prepared.deleted
             if prepared.filtered:
                 if current is None or current.deleted:
                     if current is not None and full_run is not None and current.run != run_gen:
-                        pending[id_key] = current._replace(run=run_gen)
-                        put(id_key, _ID_VALUE.pack(current.seq, current.digest, _DELETED, run_gen))
+                        pending[id_key] = value = _ID_VALUE.pack(current.seq, current.digest, _DELETED, run_gen)
+                        put(id_key, value)
                     continue
                 deleted = True
             elif current is not None and current.digest == prepared.digest and not force:
                 if full_run is not None and current.run != run_gen:
-                    pending[id_key] = current._replace(run=run_gen)
-                    put(id_key, _ID_VALUE.pack(current.seq, current.digest, current.deleted, run_gen))
-                continue
-            elif not indexed:
-                # the common case, inlined: a new or changed version, no secondary index to maintain
-                seq = state.next_seq
-                state.next_seq = seq + 1
-                state.log += 1
-                seq_bytes = pack_seq(seq)
-                if current is None:
-                    put(b"l" + seq_bytes, stored_bytes(prepared, seq, None, ts, deleted))
-                    if deleted:
-                        state.deleted += 1
-                    else:
-                        state.live += 1
-                else:
-                    put(b"l" + seq_bytes, stored_bytes(prepared, seq, current.seq, ts, deleted))
-                    put(b"s" + pack_seq(current.seq), b"")
-                    if current.deleted != deleted:
-                        state.live += current.deleted - deleted
-                        state.deleted += deleted - current.deleted
-                put(id_key, pack_id(seq, prepared.digest, deleted, run_gen))
-                pending[id_key] = _Latest(seq, prepared.digest, deleted, run_gen)
-                result.appended += 1
+                    pending[id_key] = value = _ID_VALUE.pack(current.seq, current.digest, current.deleted,
+                                                             run_gen)
+                    put(id_key, value)
                 continue
             pending[id_key] = self._append(batch, state, prepared, deleted, current, ts, run_gen, entity)
-            result.appended += 1
+            appended += 1
         if full_run is not None:
-            full_run.seen += result.seen
-            full_run.appended += result.appended
+            full_run.seen += seen
+            full_run.appended += appended
         self._commit(batch, state, offset_key, offset_json, populated)
-        return result
+        return WriteResult(appended, seen)
+
+    def _none_stored(self, entities: Iterable[Any]) -> bool:
+        """Whether no id of a list of entities is stored yet, found with one seek (False: not known).
+
+        True when no stored id sorts between the least and the greatest id of the batch, as in a first
+        load in id order, or of a new range of ids. It spares a LevelDB lookup per entity.
+        """
+        if type(entities) is not list or len(entities) < _RANGE_CHECK_MIN:
+            return False
+        try:
+            ids = list(map(dict.get, entities, repeat("_id")))  # TypeError if one is not a dict
+            low, high = min(ids), max(ids)  # TypeError if they are not all strings (or alike)
+            if type(low) is not str or type(high) is not str:
+                return False
+            low_key, high_key = b"i" + low.encode(), b"i" + high.encode()
+        except (TypeError, ValueError):  # the write rejects or looks up such entities one by one
+            return False
+        with self._db.iterator(start=low_key, include_value=False) as iterator:
+            first = next(iterator, None)
+        return first is None or first > high_key
 
     def _append(
         self,
@@ -295,7 +373,8 @@ class Dataset:
         ts: int,
         run_gen: int,
         entity: dict[str, Any] | None,
-    ) -> _Latest:
+    ) -> bytes:
+        """Append one version (the general case); returns the id index value it wrote."""
         seq = state.next_seq
         state.next_seq += 1
         state.log += 1
@@ -304,8 +383,8 @@ class Dataset:
         if deleted != prepared.deleted:
             digest = content_hash(prepared.body, deleted, prepared.id_json)
         batch.put(_log_key(seq), stored_bytes(prepared, seq, previous, ts, deleted))
-        id_key = b"i" + prepared.id.encode()
-        batch.put(id_key, _ID_VALUE.pack(seq, digest, _DELETED if deleted else 0, run_gen))
+        id_value = _ID_VALUE.pack(seq, digest, _DELETED if deleted else 0, run_gen)
+        batch.put(b"i" + prepared.id.encode(), id_value)
         if current is None:
             if deleted:
                 state.deleted += 1
@@ -323,7 +402,7 @@ class Dataset:
         if self._indexes:
             caught_up = [i for i in self._indexes.values() if i.built_through >= self._state.next_seq]
             self._update_indexes(batch, prepared.id, None if deleted else entity, caught_up)
-        return _Latest(seq, digest, deleted, run_gen)
+        return id_value
 
     def _update_indexes(
         self, batch: Any, entity_id: str, entity: dict[str, Any] | None, indexes: list[_Index]
