@@ -1,12 +1,42 @@
-"""Test doubles for the actor runtime. Drive time with pytest-trio's ``autojump_clock`` (a MockClock)."""
+"""Test doubles for the actor runtime. Drive time with pytest-trio's ``autojump_clock`` (a MockClock), or
+with :func:`thread_aware_mock_clock` when the code under test runs work in ``trio.to_thread`` workers."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import trio
+import trio.testing
 
-__all__ = ["EventLog", "RecordingActor", "ScriptedCrashActor"]
+__all__ = ["EventLog", "RecordingActor", "ScriptedCrashActor", "autojump_unless_threads_run",
+           "thread_aware_mock_clock"]
+
+
+def autojump_unless_threads_run(clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    """Make an autojumping ``clock`` stand still while worker threads run; returns the same clock.
+
+    A plain autojump clock counts a task waiting for ``trio.to_thread`` as idle and jumps to the next
+    deadline in the middle of the thread's work; with this one, work in a worker thread takes no virtual
+    time. (``MockClock`` is final, so this patches the instance rather than subclassing.) Only threads
+    holding a token of the default thread limiter count.
+    """
+    jump = clock._autojump
+
+    def autojump() -> None:
+        if trio.to_thread.current_default_thread_limiter().statistics().borrowed_tokens:
+            time.sleep(0.0002)  # a worker thread is busy: don't jump, let it have the GIL
+            return
+        jump()
+
+    clock._autojump = autojump  # type: ignore[method-assign]
+    return clock
+
+
+def thread_aware_mock_clock(autojump_threshold: float = 0) -> trio.testing.MockClock:
+    """A new autojumping ``MockClock`` that does not jump while worker threads run (see
+    :func:`autojump_unless_threads_run`); pytest-trio's ``autojump_clock`` uses threshold 0."""
+    return autojump_unless_threads_run(trio.testing.MockClock(autojump_threshold=autojump_threshold))
 
 
 class RecordingActor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,28 +16,16 @@ import storage
 from actors import Datasets, PipeRunError, RunResult, Supervisor
 from actors._events import EventBus, Subscription
 from actors._pump import PipeActor, PumpConflict, PumpOperationError
-from actors.testing import EventLog
+from actors.testing import EventLog, thread_aware_mock_clock
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday, 00:00 UTC
 
 
 @pytest.fixture
-def autojump_clock(autojump_clock: trio.testing.MockClock) -> trio.testing.MockClock:
-    """pytest-trio's autojump clock, except that virtual time stands still while worker threads run.
-
-    The plain autojump clock counts a task waiting for ``trio.to_thread`` as idle and jumps to the next
-    deadline in the middle of a run; with this one a run in a worker thread takes no virtual time.
-    """
-    jump = autojump_clock._autojump
-
-    def autojump_unless_threads_run() -> None:
-        if trio.to_thread.current_default_thread_limiter().statistics().borrowed_tokens:
-            time.sleep(0.0002)  # a worker thread is busy: don't jump, let it have the GIL
-            return
-        jump()
-
-    autojump_clock._autojump = autojump_unless_threads_run  # type: ignore[method-assign]
-    return autojump_clock
+def autojump_clock() -> trio.testing.MockClock:
+    """pytest-trio's autojump clock, except that virtual time stands still while worker threads run
+    (a run in a worker thread takes no virtual time)."""
+    return thread_aware_mock_clock()
 
 
 def mock_wall_clock() -> datetime:
