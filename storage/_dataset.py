@@ -46,7 +46,8 @@ _RUN = struct.Struct(">I")
 # ',"_previous":..,"_ts":..,"_hash":"', the hex digest, the _id's JSON and the body (not {}) after its "{".
 _STORED_LIVE = b'{"_deleted":false,"_updated":%d%b%b","_id":%b,%b'
 _STORED_DELETED = b'{"_deleted":true,"_updated":%d%b%b","_id":%b,%b'
-_RANGE_CHECK_MIN = 16  # entities in a write before Dataset._none_stored is worth its seek
+_RANGE_CHECK_MIN = 16  # entities in a write before Dataset._stored_in_range is worth its scan
+_SCAN_PAUSE = 8  # writes without a range scan after one found the range too sparse
 _DELETED = 1
 
 _STATE = b"mstate"
@@ -168,6 +169,7 @@ class Dataset:
         self._run_gen = int(self._db.get(_RUN_GEN) or b"0")  # the latest full run's generation
         self._indexes: dict[str, _Index] = {}
         self._recorded: dict[bytes, list[bytes]] = {}  # index values recorded by the open batch
+        self._scan_pause = 0  # writes left before _stored_in_range scans again
         self._closed = False
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ class Dataset:
         get = self._db.get
         ts = now_us()
         seen = appended = 0
-        none_stored = self._none_stored(entities)  # then the fast path need not look ids up
+        stored = self._stored_in_range(entities)  # when known, the fast path need not look ids up
         # For the fast path (below): bound functions and the constant parts of what it writes.
         fast = not self._indexes
         skip_unchanged = full_run is None and not force
@@ -285,8 +287,8 @@ class Dataset:
                 digest = xxh3(body + (b"\x1f1" if deleted else b"\x1f0") + id_json)
                 id_key = b"i" + entity_id.encode()
                 data = pending.get(id_key)
-                if data is None and not none_stored:
-                    data = get(id_key)
+                if data is None:
+                    data = get(id_key) if stored is None else stored.get(id_key)
                 if data is None or data[8:24] != digest:  # new or changed (the digest covers deleted)
                     seq = state.next_seq
                     state.next_seq = seq + 1
@@ -343,25 +345,36 @@ class Dataset:
         self._commit(batch, state, offset_key, offset_json, populated)
         return WriteResult(appended, seen)
 
-    def _none_stored(self, entities: Iterable[Any]) -> bool:
-        """Whether no id of a list of entities is stored yet, found with one seek (False: not known).
+    def _stored_in_range(self, entities: Iterable[Any]) -> dict[bytes, bytes] | None:
+        """The id index entries between the least and the greatest id of a batch, found with one scan.
 
-        True when no stored id sorts between the least and the greatest id of the batch, as in a first
-        load in id order, or of a new range of ids. It spares a LevelDB lookup per entity.
+        A first load in id order finds none; re-ingesting a range finds the batch's own ids: either way
+        the write needs no LevelDB lookup per entity. None (look ids up one by one) for small or odd
+        batches, and when the range holds many more stored ids than the batch (sparse ids), after which
+        scanning pauses for a while.
         """
         if type(entities) is not list or len(entities) < _RANGE_CHECK_MIN:
-            return False
+            return None
+        if self._scan_pause > 0:
+            self._scan_pause -= 1
+            return None
         try:
             ids = list(map(dict.get, entities, repeat("_id")))  # TypeError if one is not a dict
             low, high = min(ids), max(ids)  # TypeError if they are not all strings (or alike)
             if type(low) is not str or type(high) is not str:
-                return False
+                return None
             low_key, high_key = b"i" + low.encode(), b"i" + high.encode()
         except (TypeError, ValueError):  # the write rejects or looks up such entities one by one
-            return False
-        with self._db.iterator(start=low_key, include_value=False) as iterator:
-            first = next(iterator, None)
-        return first is None or first > high_key
+            return None
+        limit = 2 * len(entities)
+        found: dict[bytes, bytes] = {}
+        with self._db.iterator(start=low_key, stop=high_key + b"\x00") as iterator:
+            for key, value in iterator:
+                found[key] = value
+                if len(found) > limit:
+                    self._scan_pause = _SCAN_PAUSE
+                    return None
+        return found
 
     def _append(
         self,
