@@ -32,6 +32,7 @@ __all__ = ["MODES", "SUPPORTED_OPERATIONS", "PipeActor", "PumpConflict", "PumpOp
 log = logging.getLogger("actors.pump")
 
 MODES = ("scheduled", "manual", "off")
+STARTUP_WAIT = 5.0  # seconds a start waits for a pump that is starting up
 SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end")
 _OFFSET_OPERATIONS = ("update-last-seen", "set-last-seen-to-end")
 _NEVER = 999999999999999  # notification_granularity default: never force a noop log
@@ -479,6 +480,9 @@ class PipeActor:
             raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' is off (mode 'off') and cannot be started")
         if not self.valid:
             raise PumpOperationError(f"The pipe '{self.pipe_id}' has config errors and cannot be started")
+        with trio.move_on_after(STARTUP_WAIT):  # a pump just (re)started by a config upload comes up soon
+            while self._nursery is None:
+                await trio.sleep(0.01)
         if self._nursery is None:
             raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' is not running (it is restarting)")
         kind = "full" if params.get("kind") == "full" else "auto"

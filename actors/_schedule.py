@@ -142,6 +142,11 @@ def schedule_for(pipe_config: Mapping[str, Any]) -> Schedule:
         cron_to_croniter(cron)
         return Schedule(cron=cron, explicit=True)
     interval = pump.get("schedule_interval")
+    if isinstance(interval, str) and interval.startswith("~f"):  # config keeps fractions as transit decimals
+        try:
+            interval = Decimal(interval[2:])
+        except ArithmeticError:
+            pass
     if interval is not None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float, Decimal)) or interval <= 0:
             raise ScheduleError(f"schedule_interval must be a positive number of seconds, not {interval!r}")

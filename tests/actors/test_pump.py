@@ -300,6 +300,19 @@ async def test_stopping_the_actor_asks_the_run_to_stop_and_waits_for_it(
     assert node.log()[-1]["event_type"] == "pump-failed"  # the run was logged despite the cancellation
 
 
+async def test_a_start_right_after_the_actor_is_started_waits_for_it(
+    node: Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    runner = FakeRunner(mode="manual")
+    actor = node.actor(runner)
+    async with Supervisor() as supervisor:
+        supervisor.start("pipe:p", lambda: actor)  # as a config upload does; the actor has not run yet
+        pump = await actor.operate("start")
+        assert pump["runtime"]["is-running"] is True
+        await actor.wait_idle()
+        assert runner.runs
+
+
 async def test_start_needs_the_actor_running(node: Node, autojump_clock: trio.testing.MockClock) -> None:
     actor = node.actor(FakeRunner())
     with pytest.raises(PumpOperationError, match="not running"):

@@ -114,3 +114,8 @@ def test_cron_translation() -> None:
     assert cron_to_croniter("0 12 ? * 6L") == "0 12 * * L5"
     assert cron_to_croniter("*/15 * * * * 2025") == "*/15 * * * * 0 2025"
     assert cron_to_croniter("0 12 * * WED") == "0 12 * * WED"  # a W inside a day name is fine
+
+
+def test_a_fractional_interval_from_parsed_config_is_a_decimal() -> None:
+    schedule = schedule_for({"_id": "p", "source": {"type": "embedded"}, "pump": {"schedule_interval": "~f1.5"}})
+    assert schedule.interval == 1.5 and schedule.explicit
