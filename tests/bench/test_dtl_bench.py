@@ -113,9 +113,15 @@ def test_without_jq_prints_a_row(tmp_path, monkeypatch, capsys):
     assert "jq not installed" in capsys.readouterr().out
 
 
-def test_tutorial_rules_match_the_tutorial_file():
-    if not bench.TUTORIAL_CONFIG.exists():
-        pytest.skip("the tutorial's sesam.conf.json is not on this machine")
-    config, notes = bench.tutorial_transform_config()
+def test_tutorial_rules_are_checked_against_the_tutorial_file(tmp_path):
+    pipe = {"_id": bench.TUTORIAL_PIPE, "type": "pipe", "transform": {"type": "dtl", "rules": bench.TUTORIAL_RULES}}
+    same = tmp_path / "same.json"
+    same.write_text(json.dumps([pipe]))
+    config, notes = bench.tutorial_transform_config(same)
     assert config["rules"]["default"][0] == ["copy", "_id"]
     assert any("checked against" in note for note in notes)
+    changed = tmp_path / "changed.json"
+    pipe["transform"]["rules"] = {"default": [["copy", "*"]]}
+    changed.write_text(json.dumps([pipe]))
+    with pytest.raises(SystemExit, match="differ"):
+        bench.tutorial_transform_config(changed)
