@@ -9,7 +9,7 @@
 Workloads (typed entities in, typed entities out, run in batches of 1000 as a pipe would):
 
 ``tutorial``
-    The getting-started tutorial's ``customers-with-orders`` transform (``/work/shared/tutorial/
+    The getting-started tutorial's ``customers-with-orders`` transform (``../shared/tutorial/
     sesam.conf.json``): ``apply`` of an ``order`` rule to ``hops`` into ``orders`` joined on
     ``customer_id``, ``count``, ``sum``/``map``, ``multiply``, ``minus``, ``coalesce`` and a final
     ``filter`` with ``gt``. The tutorial's default rule emits no ``_id`` (dtl-spec open question 11), so
@@ -87,7 +87,7 @@ TARGETS = WORKLOADS
 
 # -- the DTL ----------------------------------------------------------------------------------------
 
-# The tutorial pipe as /work/shared/tutorial/sesam.conf.json has it (checked against the file when it
+# The tutorial pipe as ../shared/tutorial/sesam.conf.json has it (checked against the file when it
 # is there, so a change in the tutorial shows up rather than being benchmarked silently).
 TUTORIAL_RULES: dict[str, Any] = {
     "default": [
