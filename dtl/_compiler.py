@@ -64,14 +64,7 @@ class Compiler:
             head = expr[0]
             if type(head) is not str:
                 raise DTLCompileError(where, "a list expression must start with a function name")
-            spec = EXPRESSIONS.get(head)
-            if spec is None:
-                if head in TRANSFORMS:
-                    raise DTLCompileError(where, f'"{head}" is a transform function, not an expression')
-                raise DTLCompileError(where, f'unknown function "{head}"')
-            count = len(expr) - 1
-            if not spec.accepts(count):
-                raise DTLCompileError(where, f'"{head}" takes {spec.describe_arity()}, got {count}')
+            spec = _resolve(EXPRESSIONS, TRANSFORMS, expr, where, "function", "a transform function, not an expression")
             evaluator: Evaluator = spec.compile(Call(head, expr[1:], where, self))
             return evaluator
         if kind is dict:
@@ -87,14 +80,8 @@ class Compiler:
         if type(spec_json) is not list or not spec_json or type(spec_json[0]) is not str:
             raise DTLCompileError(where, "a transform function must be a list starting with its name")
         head = spec_json[0]
-        spec = TRANSFORMS.get(head)
-        if spec is None:
-            if head in EXPRESSIONS:
-                raise DTLCompileError(where, f'"{head}" is an expression, not a transform function')
-            raise DTLCompileError(where, f'unknown transform function "{head}"')
-        count = len(spec_json) - 1
-        if not spec.accepts(count):
-            raise DTLCompileError(where, f'"{head}" takes {spec.describe_arity()}, got {count}')
+        spec = _resolve(TRANSFORMS, EXPRESSIONS, spec_json, where, "transform function",
+                        "an expression, not a transform function")
         step: Step = spec.compile(Call(head, spec_json[1:], where, self))
         return step
 
@@ -194,3 +181,18 @@ def sequence(steps: list[Step]) -> Step:
            for s in steps):
         never_stops(run)
     return run
+
+
+def _resolve(table: dict[str, Any], other: dict[str, Any], call: list[Any], where: str, kind: str,
+             misplaced: str) -> Any:
+    """The spec of ``call``'s function in ``table``, its argument count checked (compile errors name where)."""
+    head = call[0]
+    spec = table.get(head)
+    if spec is None:
+        if head in other:
+            raise DTLCompileError(where, f'"{head}" is {misplaced}')
+        raise DTLCompileError(where, f'unknown {kind} "{head}"')
+    count = len(call) - 1
+    if not spec.accepts(count):
+        raise DTLCompileError(where, f'"{head}" takes {spec.describe_arity()}, got {count}')
+    return spec

@@ -487,24 +487,22 @@ def _make_ni(call: Call) -> Step:
 # -- failure and pacing ----------------------------------------------------------------------------
 
 
-@transform("fail!", args=1)
-def _fail(call: Call) -> Step:
-    message = call.compile(0)
+def _raising(error: type[DTLRuntimeError]) -> Callable[[Call], Step]:
+    """``["fail!", MESSAGE]``/``["trip!", MESSAGE]``: raise ``error`` with the message and the source ``_id``."""
 
-    def step(c: Ctx) -> None:
-        raise DTLRuntimeError(f"fail!: {message(c)}", c.env.entity_id)
+    def compile_call(call: Call) -> Step:
+        message = call.compile(0)
 
-    return step
+        def step(c: Ctx) -> None:
+            raise error(f"{call.name}: {message(c)}", c.env.entity_id)
+
+        return step
+
+    return compile_call
 
 
-@transform("trip!", args=1)
-def _trip(call: Call) -> Step:
-    message = call.compile(0)
-
-    def step(c: Ctx) -> None:
-        raise DTLTripError(f"trip!: {message(c)}", c.env.entity_id)
-
-    return step
+transform("fail!", args=1)(_raising(DTLRuntimeError))
+transform("trip!", args=1)(_raising(DTLTripError))
 
 
 @transform("sleep!", args=1)
