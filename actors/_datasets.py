@@ -1,21 +1,34 @@
 """The node's open datasets, shared by its pipes, and the storage-backed DTL lookup over them.
 
-Datasets are opened once and cached. Each has a lock that its writer (and index definitions) hold;
-readers use snapshots and need none. All methods are synchronous: call them from worker threads.
+Datasets are opened once and cached. Writes are described as :class:`DatasetWrite` values and applied by
+the dataset's single writer: in the node its :class:`~actors.DatasetActor`, elsewhere (tests, tools)
+:meth:`Datasets.apply`. Either way the write runs under the dataset's lock, which the few out-of-band
+writers (index definitions, a merge source's id mapping) take too; readers use snapshots and need none.
+All methods are synchronous: call them from worker threads.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import storage
 from dtl import IndexExpression
 
-__all__ = ["Datasets", "StorageLookup", "index_token"]
+__all__ = ["DatasetWrite", "Datasets", "StorageLookup", "index_token"]
+
+
+@dataclass(frozen=True)
+class DatasetWrite:
+    """One write to one dataset, as a value: ``apply(dataset)`` commits it (one LevelDB batch) and returns
+    what the caller wants back (e.g. the number of new versions)."""
+
+    dataset: str
+    apply: Callable[[storage.Dataset], Any]
 
 
 class Datasets:
@@ -53,6 +66,11 @@ class Datasets:
         dataset = self.open(name)
         with self._locks[name]:
             yield dataset
+
+    def apply(self, write: DatasetWrite) -> Any:
+        """Apply a write under the dataset's lock (creating the dataset if needed)."""
+        with self.writing(write.dataset) as dataset:
+            return write.apply(dataset)
 
     def names(self) -> list[str]:
         with self._guard:

@@ -1,11 +1,25 @@
-"""The pipe engine: one pipe's source -> transforms -> sink, run synchronously in a worker thread.
+"""The pipe engine: one pipe's source -> transforms -> sink, as a sans-IO core of run steps.
 
-A run reads the source after the pipe's offset in batches, maps each batch through the transforms and
-writes it to the sink, which commits the pipe's state (source offset and dependency-tracking offsets) in
-the same LevelDB batch as the data. Then comes the dependency-tracking phase: changes in hopped-to
-datasets since their tracking offsets are traced back through the DTL join plan (secondary indexes on the
-new and the previous version of each changed entity) to the source entities that must be reprocessed, so
-the cost is proportional to the change. A full run ends with deletion tracking in the sink.
+:class:`PipeRunner` is a compiled pipe. :meth:`PipeRunner.begin` returns a :class:`PipeRun`, whose steps a
+driver calls: the source stage iterates :meth:`PipeRun.batches` (blocking reads), the transform stage maps
+each :class:`Work` with :meth:`PipeRun.transform`, and the sink stage has the :class:`~actors.DatasetWrite`
+of :meth:`PipeRun.write` applied by the sink dataset's single writer; each write commits the batch's data
+and the pipe state it carries (source offset, dependency-tracking offsets) in one LevelDB batch. The run
+never applies a write itself: :meth:`PipeRunner.run` drives it synchronously under dataset locks (tests,
+tools), and :func:`actors.run_pipeline` drives it as Trio tasks joined by bounded channels, writing through
+the dataset actors (the node's pump).
+
+After the source's batches comes the dependency-tracking phase: changes in hopped-to datasets since their
+tracking offsets are traced back through the DTL join plan (secondary indexes on the new and the previous
+version of each changed entity) to the source entities to reprocess, so the cost is proportional to the
+change. A full run ends with deletion tracking in the sink.
+
+Run kinds (node-spec 4.2): ``auto`` (incremental when there is an offset and the source supports since,
+else full), ``full``, ``rescan`` (a full re-read: a full run, flagged as a rescan) and ``partial`` (the offset moved
+back by ``partial_rescan_delta``, no deletion tracking). Continuation (4.3): a chronological source commits
+its offset with every batch; a source that supports since but is not chronological commits the largest
+``_updated`` seen (the ``max`` strategy) only at the end of a successful run; any other source has no
+offset and every run is full.
 """
 
 from __future__ import annotations
@@ -13,18 +27,21 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import storage
 from dtl import DTLRuntimeError
 
-from ._datasets import Datasets
+from ._datasets import Datasets, DatasetWrite
 from .components import BuildContext, ConfigError, Sink, Source, Transform, lookup
 
-__all__ = ["PipeRunError", "PipeRunner", "RunResult", "build_runner", "effective_config", "validate_pipe"]
+__all__ = ["RUN_KINDS", "PipeRun", "PipeRunError", "PipeRunner", "RunResult", "Work", "build_runner",
+           "effective_config", "validate_pipe"]
 
 DEFAULT_BATCH_SIZE = 100
+RUN_KINDS = ("auto", "full", "rescan", "partial")
 _RESERVED_IDS = {"run-all-pipes", "stop-run-all-pipes", "get-run-all-pipes-log", "get-pipe-runner-status",
                  "delete-all-sink-datasets"}
 
@@ -43,6 +60,21 @@ class RunResult:
     offset: Any = None
     stopped: bool = False
     dependencies: int = 0  # source entities reprocessed by dependency tracking
+    batches: int = 0
+    rescan: bool = False  # a full re-read asked for as a rescan
+
+
+@dataclass
+class Work:
+    """One batch on its way from source to sink, with the pipe state its write commits."""
+
+    entities: list[dict[str, Any]]
+    state: dict[str, Any]
+    dependencies: bool = False  # reprocessed by dependency tracking
+    size: int = field(default=0)  # source entities in the batch
+
+    def __post_init__(self) -> None:
+        self.size = self.size or len(self.entities)
 
 
 class PipeRunError(Exception):
@@ -92,13 +124,14 @@ def _check_pipe(config: Any) -> str:
 class PipeRunner:
     """One pipe, compiled: call :meth:`run` from a worker thread (one run at a time per pipe)."""
 
-    def __init__(self, config: dict[str, Any], datasets: Datasets, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: dict[str, Any], datasets: Datasets, metadata: dict[str, Any] | None = None,
+                 secrets: dict[str, Any] | None = None) -> None:
         pipe_id = _check_pipe(config)
         self.pipe_id = pipe_id
         self.original = config
         self.config = effective = effective_config(config)
         self.datasets = datasets
-        context = BuildContext(pipe_id, effective, datasets, metadata or {})
+        context = BuildContext(pipe_id, effective, datasets, metadata or {}, secrets or {})
 
         def build(kind: str, component: Any, where: str) -> Any:
             spec = lookup(kind, component, f"pipe {pipe_id}: {where}")
@@ -138,16 +171,26 @@ class PipeRunner:
         """The pipe's source offset (None when unset: the next run is a full run)."""
         return self.sink.load_state().get("offset")
 
-    def set_offset(self, value: Any) -> None:
-        """Set the offset; None or "" resets it (the next run is a full run)."""
+    def offset_write(self, value: Any) -> DatasetWrite:
+        """The write that sets the offset; None or "" resets it (the next run is a full run)."""
         state = self.sink.load_state()
         state["offset"] = None if value == "" else value
         if state["offset"] is None:
             state.pop("tracking", None)
-        self.sink.save_state(state)
+        return self.sink.save_state(state)
+
+    def end_offset_write(self) -> DatasetWrite:
+        """The write that moves the offset to the end of the source (``set-last-seen-to-end``)."""
+        end = self.source.end_offset()
+        if end is None:
+            raise PipeRunError(f"the source of pipe '{self.pipe_id}' has no end offset")
+        return self.offset_write(end)
+
+    def set_offset(self, value: Any) -> None:
+        self.datasets.apply(self.offset_write(value))
 
     def set_offset_to_end(self) -> None:
-        self.set_offset(self.source.end_offset())
+        self.datasets.apply(self.end_offset_write())
 
     def queues(self) -> dict[str, Any]:
         """Pending work: source entities after the offset and changes after each tracking offset."""
@@ -168,71 +211,25 @@ class PipeRunner:
 
     # -- running -----------------------------------------------------------------------------------------------
 
-    def run(self, *, kind: str = "auto", should_stop: Callable[[], bool] = lambda: False) -> RunResult:
-        """Run the pipe once: ``auto`` (incremental when possible) or ``full``."""
-        state = self.sink.load_state()
-        offset = state.get("offset")
-        full = kind in ("full", "rescan") or offset is None or not self.source.supports_since
-        result = RunResult("full" if full else "incremental", offset=offset)
-        tracking: dict[str, int] = dict(state.get("tracking") or {})
-        if full:
-            tracking = {name: self._end_of(name) for name in self.tracked_datasets}
-            offset = None
-        since = offset if offset is not None else self.source_config.get("initial_since_value")
-        chronological = self.source.supports_since and self.source.is_chronological
-        full_run = self.sink.begin_full_run() if full else None
-        seen = 0
-        batches = self.source.read(since, self.batch_size)
-        while True:
-            if should_stop():
-                result.stopped = True
-                return result
-            started = time.perf_counter()
-            try:
-                batch = next(batches, None)
-            except Exception as exc:  # a source that cannot read fails the run, offset unchanged
-                raise PipeRunError(f"reading the source failed: {exc}") from exc
-            result.source_time += time.perf_counter() - started
-            if batch is None:
-                break
-            seen += len(batch)
-            if chronological and batch:
-                offset = batch[-1].get("_updated", offset)
-            self._process(batch, result, {"offset": offset if self.source.supports_since else None,
-                                          "tracking": tracking}, full_run)
-        result.processed = seen
-        result.offset = offset
-        state = {"offset": offset if self.source.supports_since else None, "tracking": tracking}
-        if self.tracked_datasets and not full:
-            tracking = self._track_dependencies(state, result, should_stop)
-            state["tracking"] = tracking
-            if result.stopped:
-                return result
-        if full_run is not None:
-            started = time.perf_counter()
-            try:
-                result.deleted = self.sink.end_full_run(full_run, state=state, if_empty=self.if_source_empty)
-            except storage.EmptySourceError:
-                raise PipeRunError("the source was empty and the pipe is set to fail on an empty source "
-                                   "(if_source_empty: fail): nothing was deleted") from None
-            result.changes += result.deleted
-            result.sink_time += time.perf_counter() - started
-        elif state != self.sink.load_state():
-            self.sink.save_state(state)
-        self.sink.finish(populated=self.source.is_populated())
-        return result
+    def begin(self, kind: str = "auto") -> PipeRun:
+        """A run of the pipe, as steps for a driver (see :class:`PipeRun`)."""
+        return PipeRun(self, kind)
 
-    def _process(self, batch: list[dict[str, Any]], result: RunResult, state: dict[str, Any],
-                 full_run: Any) -> None:
-        started = time.perf_counter()
-        out = self._transform(batch)
-        middle = time.perf_counter()
-        result.transform_time += middle - started
-        try:
-            result.changes += self.sink.write(out, state=state, full_run=full_run)
-        except storage.EntityError as exc:
-            raise PipeRunError(f"writing to the sink failed: {exc}") from exc
-        result.sink_time += time.perf_counter() - middle
+    def run(self, *, kind: str = "auto", should_stop: Callable[[], bool] = lambda: False) -> RunResult:
+        """Run the pipe once, synchronously, each write applied under its dataset's lock (tests and tools;
+        the node's pump drives runs with :func:`actors.run_pipeline`)."""
+        run = self.begin(kind)
+        apply = self.datasets.apply
+        first = run.start()
+        run.started(apply(first) if first is not None else None)
+        for work in run.batches(should_stop):
+            work = run.transform(work)
+            started = time.perf_counter()
+            apply(run.write(work))
+            run.result.sink_time += time.perf_counter() - started
+        for write in run.end():
+            apply(write)
+        return run.result
 
     def _transform(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = batch
@@ -247,69 +244,6 @@ class PipeRunner:
     def _end_of(self, name: str) -> int:
         dataset = self.datasets.get(name)
         return -1 if dataset is None else dataset.next_offset - 1
-
-    # -- dependency tracking -----------------------------------------------------------------------------
-
-    def _track_dependencies(self, state: dict[str, Any], result: RunResult,
-                            should_stop: Callable[[], bool]) -> dict[str, int]:
-        """Reprocess the latest source versions affected by changes in hopped-to datasets."""
-        source_name = self.source.dataset_source
-        assert source_name is not None
-        tracking = dict(state["tracking"])
-        affected: dict[str, None] = {}
-        lookup_ = self.datasets.lookup
-        for name in self.tracked_datasets:
-            since = tracking.get(name)
-            if since is None:
-                tracking[name] = self._end_of(name)
-                continue
-            dataset = self.datasets.get(name)
-            if dataset is None:
-                continue
-            for seq, stored in dataset.iter_stored(since, history=True, deleted=True):
-                changed = storage.loads(stored)
-                for version in (changed, self._version(dataset, changed.get("_previous"))):
-                    if version is None:
-                        continue
-                    typed = storage.decode(version)
-                    for plan in self.plans:
-                        for entity_id in plan.dependents(name, typed, lookup_, source_name):
-                            affected[entity_id] = None
-                tracking[name] = seq
-        if not affected:
-            return tracking
-        source = self.datasets.get(source_name)
-        batch: list[dict[str, Any]] = []
-        new_state = {"offset": state["offset"], "tracking": tracking}
-        for entity in self._latest(source, affected):
-            batch.append(entity)
-            if len(batch) >= self.batch_size:
-                if should_stop():
-                    result.stopped = True
-                    return state["tracking"]
-                self._process(batch, result, {"offset": state["offset"], "tracking": state["tracking"]}, None)
-                result.dependencies += len(batch)
-                batch = []
-        self._process(batch, result, new_state, None)
-        result.dependencies += len(batch)
-        return tracking
-
-    @staticmethod
-    def _version(dataset: storage.Dataset, offset: Any) -> dict[str, Any] | None:
-        if not isinstance(offset, int):
-            return None
-        for seq, stored in dataset.iter_stored(offset - 1, limit=1):
-            return storage.loads(stored) if seq == offset else None
-        return None
-
-    @staticmethod
-    def _latest(source: storage.Dataset | None, ids: dict[str, None]) -> Iterator[dict[str, Any]]:
-        if source is None:
-            return
-        for entity_id in ids:
-            entity = source.get(entity_id)
-            if entity is not None:
-                yield entity
 
     # -- dry runs ------------------------------------------------------------------------------------------------
 
@@ -328,6 +262,248 @@ class PipeRunner:
         return out
 
 
+
+class PipeRun:
+    """One run of a pipe as steps a driver calls in order, in its stages' threads (sans-IO: every write
+    is returned as a :class:`~actors.DatasetWrite` for the driver to have applied):
+
+    1. :meth:`start` (apply it, pass the result to :meth:`started`);
+    2. :meth:`batches`, :meth:`transform` and :meth:`write` for each :class:`Work`, in order;
+    3. :meth:`end`, whose writes are applied one by one, in order.
+
+    A failure raises :class:`PipeRunError`; what was committed before it stays, with its offsets.
+    """
+
+    def __init__(self, runner: PipeRunner, kind: str = "auto") -> None:
+        if kind not in RUN_KINDS:
+            raise ValueError(f"unknown run kind {kind!r} (known: {', '.join(RUN_KINDS)})")
+        self.runner = runner
+        source, sink = runner.source, runner.sink
+        self.loaded_state = state = sink.load_state()
+        offset = state.get("offset")
+        self.full = kind in ("full", "rescan") or offset is None or not source.supports_since
+        # a rescan is a full run (there are no background rescans)
+        sync_type = "full" if self.full else "partial" if kind == "partial" else "incremental"
+        self.result = RunResult(sync_type, offset=offset, rescan=kind == "rescan")
+        self.tracking: dict[str, int] = dict(state.get("tracking") or {})
+        if self.full:
+            self.tracking = {name: runner._end_of(name) for name in runner.tracked_datasets}
+            offset = None
+        elif sync_type == "partial":
+            offset = _rewind(offset, runner.config.get("pump", {}).get("partial_rescan_delta"))
+        self.start_offset = offset
+        self.since = offset if offset is not None else runner.source_config.get("initial_since_value")
+        self.chronological = source.supports_since and source.is_chronological
+        self.keeps_offset = source.supports_since
+        self.full_run: Any = None
+        self.final_state: dict[str, Any] | None = None
+
+    # -- 1. start ----------------------------------------------------------------------------------------------
+
+    def start(self) -> DatasetWrite | None:
+        """The write that opens a full run in the sink (deletion tracking), if this is one."""
+        return self.runner.sink.begin_full_run() if self.full else None
+
+    def started(self, full_run: Any) -> None:
+        self.full_run = full_run
+
+    # -- 2. batches --------------------------------------------------------------------------------------------
+
+    def batches(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Work]:
+        """The source's batches after the offset, then those of dependency tracking (blocking reads).
+
+        ``should_stop`` is polled between batches; a stopped run yields no more and ends nothing.
+        """
+        runner, result = self.runner, self.result
+        offset = self.start_offset
+        newest = offset  # the max strategy: the largest _updated seen
+        reader = runner.source.read(self.since, runner.batch_size)
+        while True:
+            if should_stop():
+                result.stopped = True
+                return
+            started = time.perf_counter()
+            try:
+                batch = next(reader, None)
+            except Exception as exc:  # a source that cannot read fails the run, offset unchanged
+                raise PipeRunError(f"reading the source failed: {exc}") from exc
+            result.source_time += time.perf_counter() - started
+            if batch is None:
+                break
+            result.processed += len(batch)
+            if self.chronological:
+                if batch:
+                    offset = batch[-1].get("_updated", offset)
+            elif self.keeps_offset:
+                newest = _newest(batch, newest)
+            yield Work(batch, self._state(offset))
+        if self.keeps_offset and not self.chronological:
+            offset = newest
+        result.offset = offset
+        state = self._state(offset)
+        if runner.tracked_datasets and not self.full:
+            yield from self._dependencies(state, should_stop)
+            if result.stopped:
+                return
+        self.final_state = state
+
+    def _state(self, offset: Any) -> dict[str, Any]:
+        return {"offset": offset if self.keeps_offset else None, "tracking": dict(self.tracking)}
+
+    def _dependencies(self, state: dict[str, Any], should_stop: Callable[[], bool]) -> Iterator[Work]:
+        """Reprocess the latest source versions affected by changes in hopped-to datasets (section 11);
+        the last batch commits the new tracking offsets (``state`` is updated in place)."""
+        runner, result = self.runner, self.result
+        started = time.perf_counter()
+        tracking, affected = _affected(runner, dict(state["tracking"]))
+        result.source_time += time.perf_counter() - started
+        if not affected:
+            state["tracking"] = tracking
+            return
+        source = runner.datasets.get(runner.source.dataset_source or "")
+        batch: list[dict[str, Any]] = []
+        for entity in _latest(source, affected):
+            batch.append(entity)
+            if len(batch) >= runner.batch_size:
+                if should_stop():
+                    result.stopped = True
+                    return
+                result.dependencies += len(batch)
+                yield Work(batch, dict(state), dependencies=True)  # old tracking offsets until the last
+                batch = []
+        state["tracking"] = tracking
+        result.dependencies += len(batch)
+        yield Work(batch, dict(state), dependencies=True)
+
+    def transform(self, work: Work) -> Work:
+        """Map a batch through the pipe's transforms."""
+        started = time.perf_counter()
+        work.entities = self.runner._transform(work.entities)
+        self.result.transform_time += time.perf_counter() - started
+        return work
+
+    def write(self, work: Work) -> DatasetWrite:
+        """The sink's write of a transformed batch (with its state); applying it counts its changes."""
+        write = self.runner.sink.write(work.entities, state=work.state, full_run=self.full_run)
+        result = self.result
+
+        def apply(dataset: storage.Dataset) -> int:
+            try:
+                changes = write.apply(dataset)
+            except storage.EntityError as exc:
+                raise PipeRunError(f"writing to the sink failed: {exc}") from exc
+            result.changes += changes
+            result.batches += 1
+            return changes
+
+        return dataclasses.replace(write, apply=apply)
+
+    # -- 3. end ------------------------------------------------------------------------------------------------
+
+    def end(self) -> Iterator[DatasetWrite]:
+        """The writes that finish a run whose batches are all committed: deletion tracking after a full
+        run (or the final state), then the sink's populated flag. Nothing for a stopped run."""
+        if self.result.stopped or self.final_state is None:
+            return
+        runner, result, state = self.runner, self.result, self.final_state
+        if self.full:
+            yield self._end_full_run(state)
+        elif state != runner.sink.load_state():
+            yield runner.sink.save_state(state)
+        finish = runner.sink.finish(populated=runner.source.is_populated())
+        if finish is not None:
+            yield finish
+        result.offset = state.get("offset")
+
+    def _end_full_run(self, state: dict[str, Any]) -> DatasetWrite:
+        runner, result = self.runner, self.result
+        write = runner.sink.end_full_run(self.full_run, state=state, if_empty=runner.if_source_empty)
+
+        def apply(dataset: storage.Dataset) -> int:
+            started = time.perf_counter()
+            try:
+                deleted = int(write.apply(dataset) or 0)
+            except storage.EmptySourceError:
+                raise PipeRunError("the source was empty and the pipe is set to fail on an empty source "
+                                   "(if_source_empty: fail): nothing was deleted") from None
+            result.deleted = deleted
+            result.changes += deleted
+            result.sink_time += time.perf_counter() - started
+            return deleted
+
+        return dataclasses.replace(write, apply=apply)
+
+
+def _rewind(offset: Any, delta: Any) -> Any:
+    """The offset moved back by ``partial_rescan_delta``: an int by that much, a ``~t`` time by seconds."""
+    if not isinstance(delta, int) or isinstance(delta, bool) or delta < 1:
+        return offset
+    if isinstance(offset, int) and not isinstance(offset, bool):
+        return max(-1, offset - delta)
+    if isinstance(offset, str) and offset.startswith("~t"):
+        moment = storage.decode(offset)
+        if isinstance(moment, storage.Datetime):
+            return storage.encode(moment - timedelta(seconds=delta))
+    return offset
+
+
+def _newest(batch: list[dict[str, Any]], newest: Any) -> Any:
+    """The largest ``_updated`` of a batch and ``newest`` (values that don't compare are skipped)."""
+    for entity in batch:
+        updated = entity.get("_updated")
+        if updated is None:
+            continue
+        try:
+            if newest is None or updated > newest:
+                newest = updated
+        except TypeError:
+            continue
+    return newest
+
+
+def _affected(runner: PipeRunner, tracking: dict[str, int]) -> tuple[dict[str, int], dict[str, None]]:
+    """New tracking offsets, and the source ids whose hops reach entities changed after the old ones."""
+    source_name = runner.source.dataset_source
+    assert source_name is not None
+    affected: dict[str, None] = {}
+    lookup_ = runner.datasets.lookup
+    for name in runner.tracked_datasets:
+        since = tracking.get(name)
+        if since is None:
+            tracking[name] = runner._end_of(name)
+            continue
+        dataset = runner.datasets.get(name)
+        if dataset is None:
+            continue
+        for seq, stored in dataset.iter_stored(since, history=True, deleted=True):
+            changed = storage.loads(stored)
+            for version in (changed, _version(dataset, changed.get("_previous"))):
+                if version is None:
+                    continue
+                typed = storage.decode(version)
+                for plan in runner.plans:
+                    for entity_id in plan.dependents(name, typed, lookup_, source_name):
+                        affected[entity_id] = None
+            tracking[name] = seq
+    return tracking, affected
+
+
+def _version(dataset: storage.Dataset, offset: Any) -> dict[str, Any] | None:
+    if not isinstance(offset, int):
+        return None
+    for seq, stored in dataset.iter_stored(offset - 1, limit=1):
+        return storage.loads(stored) if seq == offset else None
+    return None
+
+
+def _latest(source: storage.Dataset | None, ids: dict[str, None]) -> Iterator[dict[str, Any]]:
+    if source is None:
+        return
+    for entity_id in ids:
+        entity = source.get(entity_id)
+        if entity is not None:
+            yield entity
+
 def _chosen(component: Any) -> Any:
     """The component a ``conditional`` wrapper chose (the component itself otherwise)."""
     while "chosen" in vars(component):
@@ -335,9 +511,11 @@ def _chosen(component: Any) -> Any:
     return component
 
 
-def build_runner(config: dict[str, Any], datasets: Datasets, metadata: dict[str, Any] | None = None) -> PipeRunner:
-    """Compile a pipe config; raises :class:`ConfigError` naming the pipe and the path."""
-    return PipeRunner(config, datasets, metadata)
+def build_runner(config: dict[str, Any], datasets: Datasets, metadata: dict[str, Any] | None = None,
+                 secrets: dict[str, Any] | None = None) -> PipeRunner:
+    """Compile a pipe config; raises :class:`ConfigError` naming the pipe and the path. ``secrets`` are the
+    values of the secrets its DTL names (``"$SECRET(name)"`` crypto keys)."""
+    return PipeRunner(config, datasets, metadata, secrets)
 
 
 def validate_pipe(config: Any, datasets: Datasets) -> list[str]:

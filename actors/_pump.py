@@ -1,9 +1,10 @@
 """The pump of one pipe: schedule, run state machine and pump operations (node spec 4.4, 5.1-5.4, 5.7, 5.8).
 
 A :class:`PipeActor` runs under the :class:`~actors.Supervisor` (``supervisor.start(name, lambda: actor)``:
-the same object is reused on restart and reloads its persisted state). Runs execute the pipe's
-:class:`~actors.PipeRunner` in a worker thread, one at a time, limited by a shared ``trio.CapacityLimiter``;
-a ``stop`` sets a flag the engine polls between batches. Every run publishes ``pump-started`` and then
+the same object is reused on restart and reloads its persisted state). Runs drive the pipe's
+:class:`~actors.PipeRunner` through :func:`~actors.run_pipeline` (stages on bounded channels, writes through
+the dataset actors), one at a time, each holding a slot of a shared ``trio.CapacityLimiter``; a ``stop``
+sets a flag the source stage polls between batches. Every run publishes ``pump-started`` and then
 ``pump-completed`` or ``pump-failed`` on the :class:`~actors.EventBus`, and (unless it changed nothing)
 appends versions to the execution log dataset ``system:pump_execution:<pipe>``. The pump state (enabled,
 last run, outcome, next run) lives in the node store under kind ``"pump"``.
@@ -13,19 +14,20 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import trio
 
+from ._dataset_actor import DatasetWriters
+from ._datasets import DatasetWrite
 from ._engine import PipeRunError, RunResult
 from ._events import EventBus, iso_time
-from ._schedule import Schedule, ScheduleError, schedule_for
+from ._pipeline import Writer, run_pipeline
+from ._schedule import Schedule, ScheduleError, check_rescans, next_cron_time, schedule_for
 
 __all__ = ["MODES", "SUPPORTED_OPERATIONS", "PipeActor", "PumpConflict", "PumpOperationError", "PumpState"]
 
@@ -33,7 +35,8 @@ log = logging.getLogger("actors.pump")
 
 MODES = ("scheduled", "manual", "off")
 STARTUP_WAIT = 5.0  # seconds a start waits for a pump that is starting up
-SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end")
+SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end",
+                        "start-rescan", "reset-rescan")
 _OFFSET_OPERATIONS = ("update-last-seen", "set-last-seen-to-end")
 _NEVER = 999999999999999  # notification_granularity default: never force a noop log
 
@@ -56,10 +59,16 @@ class Runner(Protocol):
     pipe_id: str
     config: dict[str, Any]
 
-    def run(self, *, kind: str = ..., should_stop: Callable[[], bool] = ...) -> RunResult: ...
     def get_offset(self) -> Any: ...
-    def set_offset(self, value: Any) -> None: ...
-    def set_offset_to_end(self) -> None: ...
+    def offset_write(self, value: Any) -> DatasetWrite: ...
+    def end_offset_write(self) -> DatasetWrite: ...
+
+
+class Driver(Protocol):
+    """Runs a runner once (:func:`~actors.run_pipeline`, or a test double's driver)."""
+
+    async def __call__(self, runner: Any, *, kind: str, writers: Writer,
+                       should_stop: Callable[[], bool]) -> RunResult: ...
 
 
 class DatasetOpener(Protocol):
@@ -87,6 +96,7 @@ class PumpState:
     changes: int = 0
     next_run: str | None = None  # only for persistent schedules (cron, or intervals over an hour)
     last_logged: str | None = None  # end time of the last run written to the execution log
+    scheduled_runs: int = 0  # runs started by the schedule or a signal (rescan_run_count and friends)
 
     @classmethod
     def from_json(cls, data: Any) -> PumpState:
@@ -136,12 +146,16 @@ class PipeActor:
         rng: random.Random | None = None,
         scheduler_enabled: bool = True,
         config_errors: list[dict[str, Any]] | None = None,
+        writers: Writer | None = None,
+        driver: Driver = run_pipeline,
     ) -> None:
         self.runner = runner
         self.pipe_id: str = runner.pipe_id
         self.execution_dataset = f"system:pump_execution:{self.pipe_id}"
         self._store = store
         self._datasets = datasets
+        self._writers: Writer = writers if writers is not None else DatasetWriters(datasets)  # type: ignore[arg-type]
+        self._driver = driver
         self._bus = bus
         self._limiter = limiter
         self._clock = clock
@@ -152,6 +166,7 @@ class PipeActor:
         self.schedule: Schedule | None = None
         try:
             self.schedule = schedule_for(runner.config)
+            check_rescans(self._pump_config)
         except ScheduleError as exc:
             self.config_errors.append({"elements": "pump", "level": "error", "msg": str(exc)})
         self.mode: str = self._pump_config.get("mode", "scheduled")
@@ -159,13 +174,13 @@ class PipeActor:
             self.config_errors.append({"elements": "pump.mode", "level": "error",
                                        "msg": f"mode must be one of {', '.join(MODES)}, not {self.mode!r}"})
         self.state = PumpState.from_json(store.get("pump", self.pipe_id))
-        self._log_lock = threading.Lock()
         self._busy: str | None = None  # "run" or the name of an offset operation in progress
         self._idle = trio.Event()
         self._idle.set()
         self._stop_requested = False
         self._current: dict[str, Any] | None = None  # the run in progress
         self._next_run: datetime | None = None
+        self._next_rescan: datetime | None = None
         self._wake_pending = False
         self._poked = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -269,7 +284,7 @@ class PipeActor:
             if self._wake_pending and self._busy is None:
                 self._wake_pending = False
                 if self._schedulable():
-                    await self._execute("auto", origin="signal")
+                    await self._execute(self._scheduled_kind(), origin="signal")
                     self._next_run = None
                 continue
             if not self._schedulable():
@@ -281,15 +296,41 @@ class PipeActor:
                 assert self.schedule is not None
                 self._set_next_run(self._first_next_run(now) if first else self.schedule.next_run(now, self._rng))
             first = False
-            if await self._wait_poke(self._next_run):
+            rescan_at = self._rescan_time()
+            deadline = self._next_run if rescan_at is None or (self._next_run and self._next_run < rescan_at) \
+                else rescan_at
+            if await self._wait_poke(deadline):
                 continue  # woken: re-evaluate (a signal, enable/disable, a run ended)
             if not self._schedulable():
                 continue
             if self._busy is not None:  # a manual run or an offset change is in progress: wait for it
                 await self.wait_idle()
+            elif deadline is rescan_at:  # rescan_cron_expression
+                self._next_rescan = None
+                await self._execute("rescan", origin="scheduler")
             else:
-                await self._execute("auto", origin="scheduler")
-            self._next_run = None
+                await self._execute(self._scheduled_kind(), origin="scheduler")
+                self._next_run = None
+
+    def _rescan_time(self) -> datetime | None:
+        """When ``rescan_cron_expression`` next asks for a rescan (None without one)."""
+        expression = self._pump_config.get("rescan_cron_expression")
+        if not isinstance(expression, str):
+            return None
+        if self._next_rescan is None:
+            self._next_rescan = next_cron_time(expression, self._clock())
+        return self._next_rescan
+
+    def _scheduled_kind(self) -> str:
+        """The kind of the next scheduled run: every ``rescan_run_count``-th a rescan, else every
+        ``partial_rescan_run_count``-th a partial rescan (full rescans win), else ``auto``."""
+        number = self.state.scheduled_runs + 1
+        rescans, partials = (self._pump_config.get(k) for k in ("rescan_run_count", "partial_rescan_run_count"))
+        if isinstance(rescans, int) and rescans >= 1 and number % rescans == 0:
+            return "rescan"
+        if isinstance(partials, int) and partials >= 1 and number % partials == 0:
+            return "partial"
+        return "auto"
 
     def wake(self) -> None:
         """A dependency signal: run soon (after the run in progress, if any)."""
@@ -333,27 +374,37 @@ class PipeActor:
         try:
             self._stop_requested = False
             started = self._clock()
-            try:
-                predicted = "full" if kind == "full" or self.runner.get_offset() is None else "incremental"
-            except Exception:
-                predicted = "full" if kind == "full" else "incremental"
-            self._current = {"start_time": iso_time(started), "sync_type": predicted, "origin": origin}
+            predicted = self._predicted_sync_type(kind)
+            self._current = {"start_time": iso_time(started), "sync_type": predicted, "origin": origin,
+                             "rescan": kind == "rescan"}
             self.state.last_started = iso_time(started)
             self._publish({"type": "pump-started", "pipe": self.pipe_id, "time": iso_time(started),
-                           "start_time": iso_time(started), "sync_type": predicted, "origin": origin})
-            outcome = await trio.to_thread.run_sync(self._run_in_thread, kind, limiter=self._run_limiter())
+                           "start_time": iso_time(started), "sync_type": predicted, "origin": origin,
+                           "rescan": kind == "rescan"})
+            outcome = await self._run(kind)
             ended = self._clock()
             with trio.CancelScope(shield=True):  # the log and state of a finished run are always written
                 return await self._finish(outcome, started, ended, predicted, origin, user)
         finally:
             self._release()
 
-    def _run_limiter(self) -> trio.CapacityLimiter:
-        return self._limiter or trio.to_thread.current_default_thread_limiter()
-
-    def _run_in_thread(self, kind: str) -> _Outcome:
+    def _predicted_sync_type(self, kind: str) -> str:
+        if kind in ("full", "rescan"):
+            return "full"
         try:
-            return _Outcome(self.runner.run(kind=kind, should_stop=lambda: self._stop_requested))
+            offset = self.runner.get_offset()
+        except Exception:
+            offset = "unknown"
+        if offset is None:
+            return "full"
+        return "partial" if kind == "partial" else "incremental"
+
+    async def _run(self, kind: str) -> _Outcome:
+        limiter = self._limiter or trio.to_thread.current_default_thread_limiter()
+        try:
+            async with limiter:  # one slot of the node's run limiter for the whole run
+                return _Outcome(await self._driver(self.runner, kind=kind, writers=self._writers,
+                                                   should_stop=lambda: self._stop_requested))
         except Exception as exc:  # a failing pipe fails its run, never the actor
             return _Outcome(None, exc, traceback.format_exc())
 
@@ -393,13 +444,16 @@ class PipeActor:
             terminal.update(_id=event["type"], event_type=event["type"])
             if user is not None:
                 started_entity["user"] = terminal["user"] = user
-            await trio.to_thread.run_sync(self._write_run_log, started_entity, terminal)
+            await self._writers.apply(DatasetWrite(self.execution_dataset,
+                                                   lambda dataset: _append_run_log(dataset, started_entity, terminal)))
             self.state.last_logged = times["end_time"]
         state = self.state
         state.last_run, state.success, state.sync_type = times["end_time"], not failed, sync_type
         state.last_message, state.last_original_error_message = message, original
         state.processed = result.processed if result is not None else 0
         state.changes = result.changes if result is not None else 0
+        if origin in ("scheduler", "signal"):
+            state.scheduled_runs += 1
         self._save()
         self._publish(event)
         if failed:
@@ -422,25 +476,6 @@ class PipeActor:
 
     # -- the execution log and the node store -----------------------------------------------------------------
 
-    @contextmanager
-    def _log_dataset(self) -> Iterator[Any]:
-        writing = getattr(self._datasets, "writing", None)
-        with self._log_lock:
-            if writing is not None:
-                with writing(self.execution_dataset) as dataset:
-                    yield dataset
-            else:
-                yield self._datasets.open(self.execution_dataset)
-
-    def _write_run_log(self, started_entity: dict[str, Any], terminal: dict[str, Any]) -> None:
-        with self._log_dataset() as dataset:
-            terminal["pump_started_location"] = dataset.next_offset  # where pump-started is appended
-            dataset.write([started_entity, terminal])
-
-    def _write_log(self, entity: dict[str, Any]) -> None:
-        with self._log_dataset() as dataset:
-            dataset.write([entity])
-
     def _save(self) -> None:
         self._store.put("pump", self.pipe_id, asdict(self.state))
 
@@ -454,7 +489,7 @@ class PipeActor:
         self._publish(event)
         entity = {k: v for k, v in event.items() if k not in ("type", "time")}
         entity.update(_id=event["type"], event_type=event["type"], event_time=event["time"])
-        await trio.to_thread.run_sync(self._write_log, entity)
+        await self._writers.apply(DatasetWrite(self.execution_dataset, lambda dataset: dataset.write([entity])))
 
     # -- operations (the API) -------------------------------------------------------------------------------
 
@@ -476,6 +511,16 @@ class PipeActor:
         return self.pump_json()
 
     async def _op_start(self, params: dict[str, Any]) -> None:
+        await self._start("full" if params.get("kind") == "full" else "auto", params)
+
+    async def _op_start_rescan(self, params: dict[str, Any]) -> None:
+        await self._start("rescan", params)
+
+    async def _op_reset_rescan(self, params: dict[str, Any]) -> None:
+        """Rescans here always read from the beginning (there are no background rescans to resume), so the
+        next one already starts over; the operation is accepted for compatibility."""
+
+    async def _start(self, kind: str, params: dict[str, Any]) -> None:
         if self.mode == "off":
             raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' is off (mode 'off') and cannot be started")
         if not self.valid:
@@ -485,7 +530,6 @@ class PipeActor:
                 await trio.sleep(0.01)
         if self._nursery is None:
             raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' is not running (it is restarting)")
-        kind = "full" if params.get("kind") == "full" else "auto"
         self._claim("run")  # now: the returned pump JSON says is-running, and a second start gets 409
         self._nursery.start_soon(self._spawned_run, kind, params.get("user"))
 
@@ -524,22 +568,19 @@ class PipeActor:
             raise PumpOperationError("update-last-seen needs the parameter 'last-seen'")
         text = str(params["last-seen"])
         value = None if text == "" else _parse_offset(text)
-        await self._change_offset("update-last-seen", lambda: self.runner.set_offset(value), params.get("user"))
+        await self._change_offset("update-last-seen", lambda: self.runner.offset_write(value), params.get("user"))
 
     async def _op_set_last_seen_to_end(self, params: dict[str, Any]) -> None:
         self._check_offset_allowed("set-last-seen-to-end")
-        await self._change_offset("set-last-seen-to-end", self.runner.set_offset_to_end, params.get("user"))
+        await self._change_offset("set-last-seen-to-end", self.runner.end_offset_write, params.get("user"))
 
-    async def _change_offset(self, operation: str, change: Callable[[], None], user: Any) -> None:
+    async def _change_offset(self, operation: str, change: Callable[[], DatasetWrite], user: Any) -> None:
         self._claim(operation)
         try:
-            def apply() -> tuple[Any, Any]:
-                before = self.runner.get_offset()
-                change()
-                return before, self.runner.get_offset()
-
             try:
-                before, after = await trio.to_thread.run_sync(apply)
+                before = await trio.to_thread.run_sync(self.runner.get_offset)
+                await self._writers.apply(await trio.to_thread.run_sync(change))
+                after = await trio.to_thread.run_sync(self.runner.get_offset)
             except (NotImplementedError, PipeRunError) as exc:
                 raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
                                          f"'{operation}': {exc}") from exc
@@ -591,6 +632,11 @@ class PipeActor:
             "execution-dataset": self.execution_dataset,
         }
         return {"_id": f"pump:{self.pipe_id}", "runtime": runtime}
+
+
+def _append_run_log(dataset: Any, started_entity: dict[str, Any], terminal: dict[str, Any]) -> None:
+    terminal["pump_started_location"] = dataset.next_offset  # where pump-started is appended
+    dataset.write([started_entity, terminal])
 
 
 def _metrics(result: RunResult | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ __all__ = [
     "PERSIST_THRESHOLD",
     "Schedule",
     "ScheduleError",
+    "check_rescans",
     "cron_to_croniter",
     "default_interval",
     "next_cron_time",
@@ -153,3 +154,20 @@ def schedule_for(pipe_config: Mapping[str, Any]) -> Schedule:
         return Schedule(interval=float(interval), explicit=True)
     value, jitter = default_interval(pipe_config)
     return Schedule(interval=value, jitter=jitter)
+
+
+def check_rescans(pump: Mapping[str, Any]) -> None:
+    """Validate the rescan properties of a pump config (node-spec 5.1); raises ScheduleError."""
+    for key in ("rescan_run_count", "partial_rescan_run_count", "partial_rescan_delta"):
+        value = pump.get(key)
+        if key in pump and (type(value) is not int or value < 1):
+            raise ScheduleError(f"{key} must be an integer >= 1, not {value!r}")
+    if "rescan_run_count" in pump and "rescan_cron_expression" in pump:
+        raise ScheduleError("rescan_run_count and rescan_cron_expression exclude each other")
+    if "partial_rescan_run_count" in pump and "partial_rescan_delta" not in pump:
+        raise ScheduleError("partial_rescan_run_count needs partial_rescan_delta")
+    expression = pump.get("rescan_cron_expression")
+    if expression is not None:
+        if not isinstance(expression, str):
+            raise ScheduleError(f"rescan_cron_expression must be a string, not {expression!r}")
+        cron_to_croniter(expression)

@@ -4,12 +4,13 @@ with :func:`thread_aware_mock_clock` when the code under test runs work in ``tri
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
 import trio.testing
 
-__all__ = ["EventLog", "RecordingActor", "ScriptedCrashActor", "autojump_unless_threads_run",
+__all__ = ["EventLog", "RecordingActor", "ScriptedCrashActor", "autojump_unless_threads_run", "run_in_thread",
            "thread_aware_mock_clock"]
 
 
@@ -71,3 +72,9 @@ class EventLog(list[tuple[str, dict[str, Any]]]):
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self]
+
+
+async def run_in_thread(runner: Any, *, kind: str, writers: Any, should_stop: Callable[[], bool]) -> Any:
+    """A pump driver for runner doubles: ``runner.run(kind=..., should_stop=...)`` in a worker thread (the
+    real driver is :func:`actors.run_pipeline`)."""
+    return await trio.to_thread.run_sync(lambda: runner.run(kind=kind, should_stop=should_stop))

@@ -36,9 +36,11 @@ class RuleInfo:
 class Compiler:
     """Compiles expressions, transform steps and rules of one transform (or a standalone expression)."""
 
-    def __init__(self, *, namespaces: Namespaces | None = None, rules: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, *, namespaces: Namespaces | None = None, rules: Mapping[str, Any] | None = None,
+                 secrets: Mapping[str, Any] | None = None) -> None:
         load_families()
         self.ns = namespaces or Namespaces()
+        self.secrets = secrets  # for "$SECRET(name)" key and password arguments of the crypto functions
         self.rules_raw: Mapping[str, Any] = rules or {}
         self.rule_slots: dict[str, list[Step]] = {}
         self.rule_infos: dict[str, RuleInfo] = {}

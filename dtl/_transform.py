@@ -20,7 +20,8 @@ class Transform:
     """A compiled DTL transform. ``run(batch)`` returns the emitted entities (see ``run``)."""
 
     def __init__(self, config: Mapping[str, Any], *, pipe: Mapping[str, Any] | None = None,
-                 lookup: Lookup | None = None, emit_filtered: bool = False) -> None:
+                 lookup: Lookup | None = None, emit_filtered: bool = False,
+                 secrets: Mapping[str, Any] | None = None) -> None:
         if not isinstance(config, Mapping):
             raise DTLCompileError("", "a DTL transform must be a dict")
         kind = config.get("type", "dtl")
@@ -34,7 +35,7 @@ class Transform:
         self.emit_filtered = emit_filtered
         self.lookup = lookup
         self._trigger = _trigger(config.get("trigger_on"))
-        compiler = Compiler(namespaces=self.namespaces, rules=config.get("rules"))
+        compiler = Compiler(namespaces=self.namespaces, rules=config.get("rules"), secrets=secrets)
         self.rules: dict[str, Step] = compiler.compile_rules()
         self._default = self.rules["default"]
         self.join_plan: JoinPlan = build_join_plan(compiler)
@@ -117,9 +118,12 @@ def _trigger(spec: Any) -> Callable[[Any], bool] | None:
 
 
 def compile_transform(config: Mapping[str, Any], *, pipe: Mapping[str, Any] | None = None,
-                      lookup: Lookup | None = None, emit_filtered: bool = False) -> Transform:
-    """Compile a ``{"type": "dtl", "rules": ...}`` transform config (raises ``DTLCompileError``)."""
-    return Transform(config, pipe=pipe, lookup=lookup, emit_filtered=emit_filtered)
+                      lookup: Lookup | None = None, emit_filtered: bool = False,
+                      secrets: Mapping[str, Any] | None = None) -> Transform:
+    """Compile a ``{"type": "dtl", "rules": ...}`` transform config (raises ``DTLCompileError``).
+
+    ``secrets`` resolves ``"$SECRET(name)"`` in the key and password arguments of the crypto functions."""
+    return Transform(config, pipe=pipe, lookup=lookup, emit_filtered=emit_filtered, secrets=secrets)
 
 
 class Expression:

@@ -460,6 +460,26 @@ def create_app(node: Node) -> QuartTrio:
                                        snapshot=snapshot)
         return Response(_json_array(iterator, snapshot, READ_LIMITER), content_type=JSON, headers=headers)
 
+    # -- systems ----------------------------------------------------------------------------------------
+
+    def _system(system_id: str) -> Any:
+        state = node.systems.systems.get(system_id)
+        if state is None:
+            raise ApiError(404, f"no system '{system_id}'")
+        return state
+
+    @app.get("/api/systems")
+    async def list_systems() -> Response:
+        return json_response(node.systems.list_json(), config=True)
+
+    @app.get("/api/systems/<system_id>")
+    async def get_system(system_id: str) -> Response:
+        return json_response(node.systems.system_json(_system(system_id)), config=True)
+
+    @app.get("/api/systems/<system_id>/config")
+    async def get_system_config(system_id: str) -> Response:
+        return json_response(_system(system_id).original, config=True)
+
     return app
 
 

@@ -17,13 +17,14 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 
 import storage
-from actors import Supervisor
+from actors import DatasetWriters, Supervisor
 
 from . import __version__
 from ._config import (
@@ -38,6 +39,7 @@ from ._config import (
     substitute,
     validate_structure,
 )
+from ._systems import SystemRegistry
 
 __all__ = ["Engine", "Node", "PipeState", "UnknownPipe", "default_engine", "open_node"]
 
@@ -73,7 +75,8 @@ def default_engine() -> Engine:
 
     def make_actor(pipe_id: str, runner: Any, node: Node) -> Any:
         return _pump.PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.events,
-                               limiter=node.run_limiter, scheduler_enabled=node.scheduler_enabled)
+                               limiter=node.run_limiter, scheduler_enabled=node.scheduler_enabled,
+                               writers=node.writers)
 
     return Engine(
         make_datasets=_datasets.Datasets,
@@ -117,12 +120,14 @@ class _Plan:
 class Node:
     """A running node; use :func:`open_node`. All methods run in the node's Trio run."""
 
-    def __init__(self, data_dir: str | Path, engine: Engine | None = None) -> None:
-        self.data_dir = storage.DataDir(data_dir)
+    def __init__(self, data_dir: str | Path, engine: Engine | None = None, *,
+                 dataset_options: storage.LevelDBOptions | None = None) -> None:
+        self.data_dir = storage.DataDir(data_dir, options=dataset_options)  # None: the node profile
         self.engine = engine or default_engine()
         self.store = self.data_dir.open_node_store()
         self.datasets = self.engine.make_datasets(self.data_dir)
         self.events = self.engine.make_events()
+        self.writers = DatasetWriters(self.datasets, on_commit=self._dataset_changed)
         self.started_at = datetime.now(UTC)
         self.node_id = self._node_id()
         self.version = __version__
@@ -132,6 +137,7 @@ class Node:
         self._entities: list[dict[str, Any]] = self._load_config()
         self._supervisor: Supervisor | None = None
         self._lock = trio.Lock()
+        self.systems = SystemRegistry()  # system actors (clients, pools), applied with the config
 
     # -- store -------------------------------------------------------------------------------------
 
@@ -235,8 +241,9 @@ class Node:
         for entity in entities:
             entity_id, where = entity["_id"], f"$[{positions[entity['_id']]}]"
             kind = entity_kind(entity)
-            if kind != "system" and secret_names(entity):
-                errors.append(config_error(where, f"'{entity_id}': $SECRET(...) is only allowed in system config"))
+            if kind != "system" and secret_names(_without_dtl_rules(entity)):
+                errors.append(config_error(where, f"'{entity_id}': $SECRET(...) is only allowed in system config "
+                                                  "and as a key or password of the DTL crypto functions"))
                 continue
             try:
                 resolved[entity_id] = substitute(entity, env, secrets if kind == "system" else None, where)
@@ -245,6 +252,7 @@ class Node:
         metadata = resolved.get("node", {})
         metadata_runtime = {k: v for k, v in metadata.items() if k not in ("_id", "type")} or None
         systems = {k: v for k, v in resolved.items() if entity_kind(v) == "system"}
+        errors.extend(self.systems.plan(entities, resolved, errors, env, secrets))
         pipes: dict[str, PipeState] = {}
         for entity in entities:
             if entity["type"] != "pipe":
@@ -258,21 +266,25 @@ class Node:
                 pipes[pipe_id] = state
                 continue
             used = sorted(_referenced_systems(config) & systems.keys())
-            state.hash = entity_hash(config, metadata, [systems[s] for s in used])
+            dtl_secrets = {name: secrets[name] for name in sorted(secret_names(config)) if name in secrets}
+            state.hash = entity_hash(config, metadata, [systems[s] for s in used], dtl_secrets)
             running = self.pipes.get(pipe_id)
             if running is not None and running.hash == state.hash and running.is_valid:
                 pipes[pipe_id] = running
                 running.original = entity
                 continue
-            state.errors = await self._build(state, config, metadata_runtime, where)
+            state.errors = await self._build(state, config, metadata_runtime, where, dtl_secrets)
             errors.extend(state.errors)
             pipes[pipe_id] = state
         return _Plan(list(entities), pipes, errors)
 
     async def _build(self, state: PipeState, config: dict[str, Any], metadata: dict[str, Any] | None,
-                     where: str) -> list[dict[str, Any]]:
+                     where: str, secrets: dict[str, Any]) -> list[dict[str, Any]]:
+        build = self.engine.build_runner
+        if secrets:  # only pipes whose DTL names secrets get them
+            build = partial(build, secrets=secrets)
         try:
-            state.runner = await trio.to_thread.run_sync(self.engine.build_runner, config, self.datasets, metadata)
+            state.runner = await trio.to_thread.run_sync(build, config, self.datasets, metadata)
         except self.engine.config_errors as exc:
             return [_pipe_error(state.id, where, str(exc), getattr(exc, "where", ""))]
         effective = getattr(state.runner, "config", None)
@@ -288,6 +300,7 @@ class Node:
         async with trio.open_nursery() as nursery:
             for pipe_id in change.removed + change.changed:
                 nursery.start_soon(self._stop_pipe, self.pipes[pipe_id])
+        await self.systems.switch(self._supervisor)  # after the pipes that used changed systems stopped
         self.pipes = pipes
         for pipe_id in change.added + change.changed:
             self._start_pipe(pipes[pipe_id])
@@ -304,7 +317,11 @@ class Node:
         actor = state.actor = self.engine.make_actor(state.id, state.runner, self)
         self._supervisor.start(state.actor_name, lambda: actor)  # a restart reuses it (it reloads its state)
 
-    async def _stop_pipe(self, state: PipeState) -> None:
+    async def _stop_pipe(self, state: PipeState, grace: float = 30.0) -> None:
+        """Stop a pipe's actor; a run in progress first stops after its current batches commit."""
+        if state.actor is not None:
+            with trio.move_on_after(grace):
+                await self._stop_actor_run(state.actor)
         if self._supervisor is not None:
             await self._supervisor.stop(state.actor_name)
         state.actor = None
@@ -317,6 +334,7 @@ class Node:
 
     async def _boot(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
+        self.writers.attach(supervisor)
         if self._entities:
             try:
                 errors = await self.apply_config(self._entities, force=True)
@@ -336,19 +354,14 @@ class Node:
                 found.append(state)
         return found
 
-    async def _signal_dependents(self) -> None:
-        """Wake the pipes that read a dataset when a run changed it (signalling, node-spec 5.2)."""
-        with self.events.subscribe(maxsize=1000, filter={"type": "pump-completed"}) as subscription:
-            async for event in subscription:
-                if event.get("type") != "pump-completed" or not event.get("changes"):
-                    continue
-                source = self.pipes.get(event.get("pipe", ""))
-                if source is None or source.runner is None or not self.accepting_runs:
-                    continue
-                sink = source.runner.sink_dataset
-                for state in self._dependents(sink) if sink is not None else ():
-                    if state.id != source.id:
-                        state.actor.wake()
+    def _dataset_changed(self, dataset: str) -> None:
+        """A dataset actor committed new versions: wake the pipes that read the dataset (signalling,
+        node-spec 5.2), in the middle of the writer's run already."""
+        if not self.accepting_runs:
+            return
+        for state in self._dependents(dataset):
+            if state.runner.sink_dataset != dataset:  # never wake a pipe with its own output
+                state.actor.wake()
 
     async def stop_runs(self, grace: float = 30.0) -> None:
         """Stop taking new runs; running ones stop after their current batch commits (within ``grace``)."""
@@ -408,6 +421,17 @@ def _pipe_error(pipe_id: str, where: str, message: str, path: str = "") -> dict[
     return config_error(elements, text)
 
 
+def _without_dtl_rules(entity: dict[str, Any]) -> dict[str, Any]:
+    """A pipe without the rules of its DTL transforms (where ``$SECRET`` crypto keys may appear)."""
+    transforms = entity.get("transform")
+    if transforms is None:
+        return entity
+    listed = transforms if isinstance(transforms, list) else [transforms]
+    kept = [{k: v for k, v in t.items() if k != "rules"} if isinstance(t, dict) and t.get("type") == "dtl" else t
+            for t in listed]
+    return {**entity, "transform": kept}
+
+
 def _referenced_systems(value: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(value, dict):
@@ -428,12 +452,12 @@ def _ordered(entities: Any) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def open_node(data_dir: str | Path, engine: Engine | None = None) -> AsyncIterator[Node]:
+async def open_node(data_dir: str | Path, engine: Engine | None = None, *,
+                    dataset_options: storage.LevelDBOptions | None = None) -> AsyncIterator[Node]:
     """Open and boot a node; on exit stop its actors, then close its datasets and store."""
-    node = Node(data_dir, engine)
+    node = Node(data_dir, engine, dataset_options=dataset_options)
     try:
         async with trio.open_nursery() as nursery, Supervisor(on_event=node._on_supervisor_event) as supervisor:
-            nursery.start_soon(node._signal_dependents)
             await node._boot(supervisor)
             yield node
             node.accepting_runs = False

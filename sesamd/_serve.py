@@ -4,6 +4,9 @@
 an edit re-applies it, restarting only the pipes whose entity changed (an invalid edit is logged and the
 running config is kept). SIGTERM or Ctrl-C: the node stops taking new runs, running batches commit, the
 server drains, and the process exits 0.
+
+Datasets are opened with LevelDB's node profile (``storage.LevelDBOptions.NODE``); ``--dataset-write-buffer-mb``
+and ``--dataset-cache-mb`` change its write buffer and block cache (per open dataset).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+import storage
+
 from ._config import ConfigValidationError, parse_config
 
 if TYPE_CHECKING:  # the server stack is imported when serving, not for every command
@@ -27,7 +32,7 @@ if TYPE_CHECKING:  # the server stack is imported when serving, not for every co
 
     from ._node import Engine, Node
 
-__all__ = ["ServeError", "add_command", "serve"]
+__all__ = ["ServeError", "add_command", "dataset_options", "serve"]
 
 log = logging.getLogger("sesamd")
 
@@ -48,7 +53,43 @@ def add_command(commands: Any) -> None:
     p.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--grace", type=float, default=30.0,
                    help="seconds running batches get to commit at shutdown (default: 30)")
+    node = storage.LevelDBOptions.NODE
+    p.add_argument("--dataset-write-buffer-mb", type=_megabytes(MAX_WRITE_BUFFER_MB), default=None, metavar="N",
+                   help=f"LevelDB write buffer of each open dataset in MiB, 1-{MAX_WRITE_BUFFER_MB}; up to two per "
+                        f"dataset are in memory (default: {node.write_buffer_size >> 20})")
+    p.add_argument("--dataset-cache-mb", type=_megabytes(MAX_CACHE_MB), default=None, metavar="N",
+                   help=f"LevelDB block cache of each open dataset in MiB, 1-{MAX_CACHE_MB} "
+                        f"(default: {node.lru_cache_size >> 20})")
     p.set_defaults(handler=_cmd_serve)
+
+
+MAX_WRITE_BUFFER_MB = 1024  # LevelDB clips larger write buffers
+MAX_CACHE_MB = 65536
+
+
+def _megabytes(maximum: int) -> Any:
+    """An argparse type: a whole number of MiB from 1 to ``maximum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or not 1 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a whole number of MiB from 1 to {maximum}, not {text!r}")
+        return value
+
+    return parse
+
+
+def dataset_options(write_buffer_mb: int | None = None, cache_mb: int | None = None) -> storage.LevelDBOptions:
+    """The node profile with the sizes given (in MiB) changed."""
+    options = storage.LevelDBOptions.NODE
+    if write_buffer_mb is not None:
+        options = options.replace(write_buffer_size=write_buffer_mb << 20)
+    if cache_mb is not None:
+        options = options.replace(lru_cache_size=cache_mb << 20)
+    return options
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
@@ -68,9 +109,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = dataset_options(args.dataset_write_buffer_mb, args.dataset_cache_mb)
     try:
         trio.run(lambda: serve(args.data_dir, host=args.host, port=args.port, config_file=args.config,
-                               poll_interval=args.poll_interval, grace=args.grace))
+                               poll_interval=args.poll_interval, grace=args.grace, dataset_options=options))
     except (ServeError, BaseExceptionGroup) as exc:
         errors = _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
         if not all(isinstance(e, ServeError) for e in errors):
@@ -130,15 +172,19 @@ async def _watch_config(node: Node, path: Path, interval: float) -> None:
 
 async def serve(data_dir: str | Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                 config_file: str | Path | None = None, engine: Engine | None = None, poll_interval: float = 1.0,
-                grace: float = 30.0, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run a node with its API until SIGTERM/SIGINT (or cancellation); reports the API URL when ready."""
+                grace: float = 30.0, dataset_options: storage.LevelDBOptions | None = None,
+                task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run a node with its API until SIGTERM/SIGINT (or cancellation); reports the API URL when ready.
+
+    ``dataset_options``: the LevelDB options of the node's datasets (default: the node profile).
+    """
     import hypercorn.config
 
     from ._api import create_app
     from ._node import open_node
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_node(data_dir, engine) as node:
+        async with open_node(data_dir, engine, dataset_options=dataset_options) as node:
             path = Path(config_file) if config_file is not None else None
             if path is not None:
                 await _apply_file(node, path)

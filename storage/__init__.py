@@ -9,6 +9,7 @@ from ._datadir import DataDir, validate_dataset_id
 from ._dataset import Dataset, EmptySourceError, FullRun, IndexFunction, WriteResult
 from ._entity import EntityError, content_hash, prepare
 from ._json import JSONError, canonical, dumps, iter_json_entities, loads, parse_json
+from ._leveldb import LevelDBOptions
 from ._nodestore import NodeStore
 from ._transit import decode, encode, format_datetime, parse_datetime
 from ._types import NI, URI, Datetime
@@ -24,6 +25,7 @@ __all__ = [
     "FullRun",
     "IndexFunction",
     "JSONError",
+    "LevelDBOptions",
     "NodeStore",
     "WriteResult",
     "canonical",

@@ -1,4 +1,9 @@
-"""The node's data directory: one LevelDB database per dataset, plus the node store."""
+"""The node's data directory: one LevelDB database per dataset, plus the node store.
+
+Datasets are opened with the data directory's LevelDB options: by default the node profile
+(:attr:`LevelDBOptions.NODE`, small buffers: a node has many datasets open); bulk loads pass
+``options=LevelDBOptions.BULK``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from ._dataset import Dataset
+from ._leveldb import LevelDBOptions
 from ._nodestore import NodeStore
 
 __all__ = ["DataDir", "validate_dataset_id"]
@@ -33,8 +39,10 @@ def _dataset_name(directory: str) -> str:
 class DataDir:
     """Where a node keeps its datasets (``datasets/<id>``) and its node store (``node``)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, options: LevelDBOptions | None = None) -> None:
         self.root = Path(root)
+        self.options = options or LevelDBOptions.NODE
+        """The LevelDB options datasets are opened with."""
         self.datasets_root = self.root / "datasets"
         self.datasets_root.mkdir(parents=True, exist_ok=True)
 
@@ -49,7 +57,7 @@ class DataDir:
         path = self.dataset_path(name)
         if not create and not (path / "CURRENT").exists():
             raise KeyError(f"no dataset {name!r}")
-        return Dataset(path, name)
+        return Dataset(path, name, options=self.options)
 
     def dataset_names(self) -> list[str]:
         if not self.datasets_root.exists():

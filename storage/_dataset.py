@@ -32,7 +32,7 @@ import xxhash
 
 from ._entity import Prepared, content_hash, prepare, stored_bytes, stored_is_deleted
 from ._json import _SORTED_STRICT, canonical, dumps, loads
-from ._leveldb import open_db
+from ._leveldb import LevelDBOptions, open_db
 
 __all__ = ["Dataset", "WriteResult", "FullRun", "EmptySourceError", "IndexFunction"]
 
@@ -156,10 +156,13 @@ def now_us() -> int:
 class Dataset:
     """One dataset, open for reading and (by its single writer) writing."""
 
-    def __init__(self, path: str | Path, name: str | None = None, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, name: str | None = None, *, create: bool = True,
+                 options: LevelDBOptions | None = None) -> None:
         self.path = Path(path)
         self.name = name or self.path.name
-        self._db = open_db(self.path, create=create)
+        self.options = options or LevelDBOptions.NODE
+        """The LevelDB options the dataset's database was opened with (default: the node profile)."""
+        self._db = open_db(self.path, create=create, options=self.options)
         self._state = _State.from_json(self._db.get(_STATE))
         generation = self._db.get(_GENERATION)
         if generation is None:

@@ -1,30 +1,97 @@
-"""Opening LevelDB databases with options tuned for the node's write pattern.
+"""Opening LevelDB databases with options tuned for the node's write pattern: two option profiles.
 
-Bulk appends of log and index entries throttle on LevelDB's level-0 limits with the default 4 MiB write
-buffer; 64 MiB (one per database, two during a flush) measured about 5x faster here. The bloom filter
-makes index misses (new ids) cheap.
+Each open database costs memory of its own: a memtable of up to ``write_buffer_size`` (two while one is
+being flushed) and a block cache of up to ``lru_cache_size``, plus its table files mapped into memory.
+
+:attr:`LevelDBOptions.BULK`
+    For bulk loads into one database at a time (``sesamd dataset import``, the storage benchmark): a
+    64 MiB write buffer, which measured about 5x faster than LevelDB's default 4 MiB on bulk appends of log
+    and index entries (these throttle on LevelDB's level-0 limits), and a 32 MiB cache. Up to
+    160 MiB per database.
+:attr:`LevelDBOptions.NODE`
+    For the running node, where a pipe has two or three datasets open (source, sink, the datasets it
+    hops into) and the node many: a 16 MiB write buffer and an 8 MiB cache, up to 40 MiB per database.
+    Measured with ``scripts/bench/pipe.py`` (1M entities): the pump's throughput is within noise of the
+    bulk profile's (pipes write a batch at a time, far below either buffer) while its peak RSS is about
+    200 MB lower. ``sesamd serve --dataset-write-buffer-mb/--dataset-cache-mb`` change it.
+
+Both use a bloom filter (10 bits per key), which makes index misses (new ids) cheap.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import plyvel
 
-__all__ = ["open_db", "TUNED_OPTIONS"]
+__all__ = ["open_db", "LevelDBOptions", "MIB", "TUNED_OPTIONS"]
 
-TUNED_OPTIONS: dict[str, Any] = {
-    "write_buffer_size": 64 << 20,
-    "bloom_filter_bits": 10,
-    "lru_cache_size": 32 << 20,
-    "max_open_files": 256,
-    "block_size": 16 << 10,
-}
+MIB = 1 << 20
+MAX_WRITE_BUFFER = 1 << 30  # LevelDB clips larger write buffers to 1 GiB
 
 
-def open_db(path: str | Path, *, create: bool = True, **overrides: Any) -> plyvel.DB:
-    """Open (and by default create) the LevelDB database at ``path``."""
-    options = {**TUNED_OPTIONS, **overrides}
+@dataclasses.dataclass(frozen=True, slots=True)
+class LevelDBOptions:
+    """The memory-relevant LevelDB options a database is opened with (sizes in bytes).
+
+    Use the profiles :attr:`BULK` and :attr:`NODE`, or derive one: ``LevelDBOptions.NODE.replace(...)``.
+    """
+
+    write_buffer_size: int
+    """The memtable's size before it is written to a table file; up to two per database live at once."""
+    lru_cache_size: int
+    """The block cache (uncompressed table blocks) of the database."""
+    max_open_files: int = 256
+    block_size: int = 16 << 10
+    bloom_filter_bits: int = 10
+
+    BULK: ClassVar[LevelDBOptions]
+    NODE: ClassVar[LevelDBOptions]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            minimum = 0 if f.name == "bloom_filter_bits" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"LevelDB option {f.name} must be an integer >= {minimum}, not {value!r}")
+        if self.write_buffer_size > MAX_WRITE_BUFFER:
+            raise ValueError(f"LevelDB option write_buffer_size must be at most {MAX_WRITE_BUFFER} (1 GiB), "
+                             f"not {self.write_buffer_size}")
+
+    def replace(self, **changes: int) -> LevelDBOptions:
+        """A copy with some options changed."""
+        return dataclasses.replace(self, **changes)
+
+    def plyvel_kwargs(self) -> dict[str, int]:
+        """The keyword arguments of ``plyvel.DB`` for these options."""
+        return dataclasses.asdict(self)
+
+    @property
+    def memory_budget(self) -> int:
+        """The most memory a database opened with these options buffers: two memtables and the cache."""
+        return 2 * self.write_buffer_size + self.lru_cache_size
+
+    def describe(self) -> str:
+        """E.g. ``write buffer 16 MiB, cache 8 MiB``."""
+        return f"write buffer {_mib(self.write_buffer_size)}, cache {_mib(self.lru_cache_size)}"
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:g} MiB"
+
+
+LevelDBOptions.BULK = LevelDBOptions(write_buffer_size=64 * MIB, lru_cache_size=32 * MIB)
+LevelDBOptions.NODE = LevelDBOptions(write_buffer_size=16 * MIB, lru_cache_size=8 * MIB)
+
+TUNED_OPTIONS: dict[str, Any] = LevelDBOptions.BULK.plyvel_kwargs()
+"""The bulk profile as ``plyvel.DB`` keyword arguments (for code that opens plyvel directly)."""
+
+
+def open_db(path: str | Path, *, create: bool = True, options: LevelDBOptions | None = None,
+            **overrides: Any) -> plyvel.DB:
+    """Open (and by default create) the LevelDB database at ``path`` (``options``: the node profile)."""
+    kwargs = {**(options or LevelDBOptions.NODE).plyvel_kwargs(), **overrides}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return plyvel.DB(str(path), create_if_missing=create, **options)
+    return plyvel.DB(str(path), create_if_missing=create, **kwargs)

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._datasets import Datasets
+import storage
 
-__all__ = ["BuildContext", "Sink", "Source", "Transform"]
+from .._datasets import Datasets, DatasetWrite
+
+__all__ = ["BuildContext", "Sink", "Source", "Transform", "state_write"]
 
 
 @dataclass
@@ -24,6 +26,7 @@ class BuildContext:
     pipe: dict[str, Any]
     datasets: Datasets
     metadata: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, Any] = field(default_factory=dict)  # for DTL "$SECRET(name)" crypto keys
     where: str = ""  # the component's place in the pipe config, e.g. "transform[0]"
 
 
@@ -77,31 +80,48 @@ class Transform:
 
 
 class Sink:
-    """Writes batches. A dataset sink commits the pipe's state (offsets) with each batch."""
+    """Delivers batches. Every write returns a :class:`~actors.DatasetWrite` that commits the pipe's state
+    (offsets) together with the batch's data in one LevelDB batch; the pipe's runner has it applied by the
+    dataset's single writer. A sink that talks to another system does that I/O inside :meth:`write` (then
+    ``blocking`` is true and the pipeline calls it in a worker thread) and returns the state commit."""
 
-    dataset: str | None = None
+    dataset: str | None = None  # the dataset it writes entities to, if any
+    blocking = False
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         self.config = config
         self.context = context
 
-    def write(self, batch: list[dict[str, Any]], *, state: dict[str, Any], full_run: Any | None) -> int:
-        """Write a batch and commit ``state`` with it; returns the number of changes."""
+    def write(self, batch: list[dict[str, Any]], *, state: dict[str, Any], full_run: Any | None) -> DatasetWrite:
+        """Deliver a batch; the returned write commits it with ``state`` and returns the number of changes."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def begin_full_run(self) -> Any | None:
+    def begin_full_run(self) -> DatasetWrite | None:
+        """The write that starts a full run (its result is passed to :meth:`end_full_run`), if any."""
         return None
 
-    def end_full_run(self, run: Any, *, state: dict[str, Any], if_empty: str) -> int:
-        """Finish a successful full run (deletion tracking); returns the number of deletes."""
-        return 0
+    def end_full_run(self, run: Any, *, state: dict[str, Any], if_empty: str) -> DatasetWrite:
+        """Finish a successful full run (deletion tracking); the write returns the number of deletes."""
+        return self.save_state(state)
 
     def load_state(self) -> dict[str, Any]:
         """The pipe state committed with the last batch: ``{"offset": ..., "tracking": {...}}``."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def save_state(self, state: dict[str, Any]) -> None:
+    def save_state(self, state: dict[str, Any]) -> DatasetWrite:
+        """The write that commits ``state`` alone (returns 0)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def finish(self, *, populated: bool) -> None:
-        """Called after a successful run."""
+    def finish(self, *, populated: bool) -> DatasetWrite | None:
+        """The write to make after a successful run, if any."""
+        return None
+
+
+def state_write(name: str, key: str, state: dict[str, Any]) -> DatasetWrite:
+    """The write that commits a pipe's ``state`` under ``key`` in dataset ``name`` (no data; returns 0)."""
+
+    def save(dataset: storage.Dataset) -> int:
+        dataset.write([], offset_key=key, offset=state)
+        return 0
+
+    return DatasetWrite(name, save)

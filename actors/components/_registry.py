@@ -1,8 +1,9 @@
-"""The component registry: each source, transform and sink type registers itself by name with a spec.
+"""The component registry: each source, transform, sink and system type registers itself by name with a spec.
 
 A spec is a JSON Schema for the component's config. The same schema validates uploaded config (errors
-name the path inside the pipe) and documents the component. Modules named ``source_*``, ``transform_*``
-and ``sink_*`` in this package are imported automatically.
+name the path inside the pipe) and documents the component. Modules named ``source_*``, ``transform_*``,
+``sink_*`` and ``system_*`` in this package are imported automatically. System types register under their
+full entity type (``system:url``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jsonschema
 
 __all__ = ["ComponentSpec", "ConfigError", "component", "lookup", "registered", "validate_component"]
 
-KINDS = ("source", "transform", "sink")
+KINDS = ("source", "transform", "sink", "system")
 
 
 class ConfigError(ValueError):

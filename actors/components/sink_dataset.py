@@ -6,7 +6,8 @@ from typing import Any
 
 import storage
 
-from ._base import BuildContext, Sink
+from .._datasets import DatasetWrite
+from ._base import BuildContext, Sink, state_write
 from ._registry import ConfigError, component
 
 SET_INITIAL_OFFSET = ["if-source-populated", "never", "always", "initially", "onload"]
@@ -38,33 +39,35 @@ class DatasetSink(Sink):
         self.mark = config.get("mark_deletion_tracked", False)
         self.initial_offset = config.get("set_initial_offset", "if-source-populated")
 
-    def write(self, batch: list[dict[str, Any]], *, state: dict[str, Any], full_run: Any | None) -> int:
-        with self.context.datasets.writing(self.dataset) as dataset:
-            return dataset.write(batch, offset_key=self.state_key, offset=state, full_run=full_run).appended
+    def write(self, batch: list[dict[str, Any]], *, state: dict[str, Any], full_run: Any | None) -> DatasetWrite:
+        key = self.state_key
+        return DatasetWrite(self.dataset, lambda dataset: dataset.write(
+            batch, offset_key=key, offset=state, full_run=full_run).appended)
 
-    def begin_full_run(self) -> storage.FullRun:
-        with self.context.datasets.writing(self.dataset) as dataset:
-            return dataset.begin_full_run()
+    def begin_full_run(self) -> DatasetWrite:
+        return DatasetWrite(self.dataset, storage.Dataset.begin_full_run)
 
-    def end_full_run(self, run: Any, *, state: dict[str, Any], if_empty: str) -> int:
-        with self.context.datasets.writing(self.dataset) as dataset:
-            if not self.deletion_tracking:
-                dataset.write([], offset_key=self.state_key, offset=state)
-                return 0
-            return dataset.end_full_run(run, if_empty=if_empty, mark_deletion_tracked=self.mark,
-                                        offset_key=self.state_key, offset=state)
+    def end_full_run(self, run: Any, *, state: dict[str, Any], if_empty: str) -> DatasetWrite:
+        if not self.deletion_tracking:
+            return self.save_state(state)
+        key, mark = self.state_key, self.mark
+        return DatasetWrite(self.dataset, lambda dataset: dataset.end_full_run(
+            run, if_empty=if_empty, mark_deletion_tracked=mark, offset_key=key, offset=state))
 
     def load_state(self) -> dict[str, Any]:
         dataset = self.context.datasets.get(self.dataset)
         return {} if dataset is None else dataset.get_offset(self.state_key, {}) or {}
 
-    def save_state(self, state: dict[str, Any]) -> None:
-        with self.context.datasets.writing(self.dataset) as dataset:
-            dataset.write([], offset_key=self.state_key, offset=state)
+    def save_state(self, state: dict[str, Any]) -> DatasetWrite:
+        return state_write(self.dataset, self.state_key, state)
 
-    def finish(self, *, populated: bool) -> None:
+    def finish(self, *, populated: bool) -> DatasetWrite | None:
         policy = self.initial_offset
         if policy == "always" or (policy == "if-source-populated" and populated):
-            with self.context.datasets.writing(self.dataset) as dataset:
-                if not dataset.populated:
-                    dataset.set_populated(True)
+            return DatasetWrite(self.dataset, _set_populated)
+        return None
+
+
+def _set_populated(dataset: storage.Dataset) -> None:
+    if not dataset.populated:
+        dataset.set_populated(True)

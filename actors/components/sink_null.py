@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import BuildContext, Sink
+from .._datasets import DatasetWrite
+from ._base import BuildContext, Sink, state_write
 from ._registry import component
 
 
@@ -17,18 +18,12 @@ class NullSink(Sink):
         self.state_dataset = f"system:pump:{context.pipe_id}"
         self.state_key = f"pipe:{context.pipe_id}"
 
-    def write(self, batch: list[dict[str, Any]], *, state: dict[str, Any], full_run: Any | None) -> int:
-        self.save_state(state)
-        return 0
-
-    def end_full_run(self, run: Any, *, state: dict[str, Any], if_empty: str) -> int:
-        self.save_state(state)
-        return 0
+    def write(self, batch: list[dict[str, Any]], *, state: dict[str, Any], full_run: Any | None) -> DatasetWrite:
+        return self.save_state(state)
 
     def load_state(self) -> dict[str, Any]:
         dataset = self.context.datasets.get(self.state_dataset)
         return {} if dataset is None else dataset.get_offset(self.state_key, {}) or {}
 
-    def save_state(self, state: dict[str, Any]) -> None:
-        with self.context.datasets.writing(self.state_dataset) as dataset:
-            dataset.write([], offset_key=self.state_key, offset=state)
+    def save_state(self, state: dict[str, Any]) -> DatasetWrite:
+        return state_write(self.state_dataset, self.state_key, state)

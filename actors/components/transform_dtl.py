@@ -30,7 +30,7 @@ class DTLTransform(Transform):
         pipe = {"_id": context.pipe_id, **{k: context.pipe[k] for k in _PIPE_KEYS if k in context.pipe}}
         try:
             self.compiled = compile_transform(config, pipe=pipe, lookup=context.datasets.lookup,
-                                              emit_filtered=True)
+                                              emit_filtered=True, secrets=context.secrets)
         except DTLCompileError as exc:
             raise ConfigError(str(exc), where=f"pipe {context.pipe_id}: {context.where}") from None
 

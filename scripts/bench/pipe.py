@@ -5,11 +5,16 @@
     .venv/bin/python scripts/bench/pipe.py --quick                   # 100k entities, 3 rounds
     .venv/bin/python scripts/bench/pipe.py --json bench-pipe.json    # 1M entities, 3 rounds
     .venv/bin/python scripts/bench/pipe.py --quick --via thread      # PipeRunner.run() in a worker thread
+    .venv/bin/python scripts/bench/pipe.py --quick --profile bulk    # datasets with the bulk LevelDB options
+    .venv/bin/python scripts/bench/pipe.py --quick --profile 8/4     # node profile, 8 MiB buffer, 4 MiB cache
 
 Data (written once by a setup child, not timed): ``people``, N entities shaped like the storage
 benchmark's (about 320 bytes, 12 properties) plus two join keys, ``account`` (``i mod M``) and
 ``ledger`` (``i``); ``accounts``, M = N/10 entities keyed by ``number``; ``ledger``, N entities keyed by
-``number``. The secondary indexes the joins need (both directions) are built in the setup too.
+``number``. The secondary indexes the joins need (both directions) are built in the setup too, with the
+bulk LevelDB profile (``storage.LevelDBOptions.BULK``, as ``sesamd dataset import`` does). The measured
+phases, pumps and baselines alike, open the datasets with the node profile (``LevelDBOptions.NODE``,
+what ``sesamd serve`` uses by default), or with the one ``--profile`` names.
 
 Measurements, each in a child process of its own (so its peak RSS is its own), round-robin per round,
 with the pump and its baseline alternating which goes first:
@@ -39,6 +44,12 @@ with the pump and its baseline alternating which goes first:
 Targets: pump throughput >= 80 % of its baseline (flat and hop); full re-run time / incremental time
 >= 1000; peak RSS of a process pumping N entities < 300 MB (the pump children's peak RSS, whole process).
 Median of ``--rounds`` rounds (default 3); the garbage collector stays on.
+
+Memory, per child: ``peak_rss`` is the kernel's peak of the whole resident set (``ru_maxrss``, the target's
+figure); ``peak_rss_anon`` and ``peak_rss_file`` are the peaks of its anonymous part (heap: Python
+objects, LevelDB memtables and block caches) and its file-backed part (LevelDB's memory-mapped table files,
+shared libraries; the kernel can drop these pages), sampled from ``/proc/self/status`` (``RssAnon``,
+``RssFile``) every 20 ms in a thread while the phase runs. The two peaks need not coincide.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -84,10 +96,23 @@ PHASES = tuple(f"{w}.{k}" for w in WORKLOADS for k in KINDS)
 
 # every named figure, ratio and target of the JSON output (the tests check them)
 FIGURES = (
-    *(f"{p}.{f}" for p in PHASES for f in ("entities_per_s", "us_per_entity", "seconds", "rss_before", "peak_rss")),
+    *(f"{p}.{f}" for p in PHASES for f in ("entities_per_s", "us_per_entity", "seconds", "rss_before", "peak_rss",
+                                            "peak_rss_anon", "peak_rss_file")),
     "deps.full.seconds", "deps.full.entities_per_s", "deps.incremental.seconds", "deps.incremental.run_seconds",
-    "deps.peak_rss", "setup.seconds",
+    "deps.peak_rss", "deps.peak_rss_anon", "deps.peak_rss_file", "setup.seconds",
 )
+PROFILES = {"node": storage.LevelDBOptions.NODE, "bulk": storage.LevelDBOptions.BULK}
+
+
+def dataset_options(profile: str) -> storage.LevelDBOptions:
+    """``node``, ``bulk``, or ``W/C``: the node profile with a W MiB write buffer and a C MiB cache."""
+    if profile in PROFILES:
+        return PROFILES[profile]
+    try:
+        write_buffer, cache = (int(part) for part in profile.split("/"))
+        return storage.LevelDBOptions.NODE.replace(write_buffer_size=write_buffer << 20, lru_cache_size=cache << 20)
+    except ValueError:
+        raise ValueError(f"unknown LevelDB profile {profile!r}: use node, bulk or W/C (MiB)") from None
 RATIOS = ("flat.pump_vs_baseline", "hop.pump_vs_baseline", "deps.full_vs_incremental")
 TARGETS = ("flat_throughput", "hop_throughput", "deps_ratio", "pump_memory")
 
@@ -155,7 +180,7 @@ def setup(root: str, n: int, m: int) -> dict[str, Any]:
     from actors import Datasets, build_runner
 
     started = time.perf_counter()
-    datasets = Datasets(root)
+    datasets = Datasets(storage.DataDir(root, options=storage.LevelDBOptions.BULK))  # a bulk load
     with datasets.writing(SOURCE) as people:
         for batch in person_batches(n, m):
             people.write(batch)
@@ -185,15 +210,67 @@ def setup(root: str, n: int, m: int) -> dict[str, Any]:
 # -- the phases (each runs in a child process; they return plain dicts) --------------------------------
 
 
+class RssSampler:
+    """Samples ``RssAnon`` and ``RssFile`` of ``/proc/self/status`` in a daemon thread and keeps their peaks.
+
+    Use as a context manager; outside Linux the peaks stay 0.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak_anon = self.peak_file = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def sample(self) -> tuple[int, int]:
+        """The anonymous and file-backed resident set sizes now, in bytes (and update the peaks)."""
+        anon = file = 0
+        try:
+            with open("/proc/self/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"RssAnon:"):
+                        anon = int(line.split()[1]) * 1024
+                    elif line.startswith(b"RssFile:"):
+                        file = int(line.split()[1]) * 1024
+        except OSError:
+            return 0, 0
+        self.peak_anon = max(self.peak_anon, anon)
+        self.peak_file = max(self.peak_file, file)
+        return anon, file
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> RssSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def peaks(self) -> dict[str, int]:
+        return {"peak_rss_anon": self.peak_anon, "peak_rss_file": self.peak_file}
+
+
 def _result(seconds: float, n: int, rss_before: int, **extra: Any) -> dict[str, Any]:
     return {"seconds": seconds, "n": n, "rss_before": rss_before, "peak_rss": _common.peak_rss(), **extra}
 
 
-def baseline(root: str, workload: str, sink_name: str, batch_size: int = BATCH) -> dict[str, Any]:
-    """Storage + compiled DTL without actors: iter_stored, loads, decode, run, encode, write."""
+def _datasets(root: str, profile: str) -> Any:
+    """The storage of a measured phase: ``root``'s datasets opened with the profile's LevelDB options."""
     from actors import Datasets
 
-    datasets = Datasets(root)
+    return Datasets(storage.DataDir(root, options=dataset_options(profile)))
+
+
+def baseline(root: str, workload: str, sink_name: str, batch_size: int = BATCH,
+             profile: str = "node") -> dict[str, Any]:
+    """Storage + compiled DTL without actors: iter_stored, loads, decode, run, encode, write."""
+    datasets = _datasets(root, profile)
     source = datasets.open(SOURCE, create=False)
     sink = datasets.open(sink_name)
     compiled = dtl.compile_transform(transform(workload))
@@ -249,16 +326,17 @@ async def _thread_run(runner: Any, kind: str) -> dict[str, Any]:
             "dependencies": result.dependencies, "sync_type": result.sync_type}
 
 
-def pump(root: str, workload: str, sink_name: str, via: str = "node", batch_size: int = BATCH) -> dict[str, Any]:
+def pump(root: str, workload: str, sink_name: str, via: str = "node", batch_size: int = BATCH,
+         profile: str = "node") -> dict[str, Any]:
     """The pipe ``people`` -> DTL -> ``sink_name``, one full run through the pump (or a worker thread)."""
     pipe_id = f"bench-{sink_name}"
     config = pipe_config(pipe_id, workload, sink_name, batch_size)
 
     async def main() -> dict[str, Any]:
         if via == "thread":
-            from actors import Datasets, build_runner
+            from actors import build_runner
 
-            datasets = Datasets(root)
+            datasets = _datasets(root, profile)
             runner = build_runner(config, datasets)
             gc.collect()
             rss_before = _common.rss()[0]
@@ -271,7 +349,7 @@ def pump(root: str, workload: str, sink_name: str, via: str = "node", batch_size
             return result
         from sesamd._node import open_node
 
-        async with open_node(root) as node:
+        async with open_node(root, dataset_options=dataset_options(profile)) as node:
             await _apply(node, [config])
             gc.collect()
             rss_before = _common.rss()[0]
@@ -288,7 +366,8 @@ def pump(root: str, workload: str, sink_name: str, via: str = "node", batch_size
     return trio.run(main)
 
 
-def deps(root: str, n: int, rounds: int, via: str = "node", changes: int = DEP_CHANGES) -> dict[str, Any]:
+def deps(root: str, n: int, rounds: int, via: str = "node", changes: int = DEP_CHANGES,
+         profile: str = "node") -> dict[str, Any]:
     """Dependency tracking: full re-runs vs one changed ``ledger`` entity -> incremental run -> commit."""
     sink_name = "deps-out"
     pipe_id = f"bench-{sink_name}"
@@ -300,9 +379,9 @@ def deps(root: str, n: int, rounds: int, via: str = "node", changes: int = DEP_C
         run_seconds: list[float] = []
         checks: list[dict[str, Any]] = []
         if via == "thread":
-            from actors import Datasets, build_runner
+            from actors import build_runner
 
-            datasets = Datasets(root)
+            datasets = _datasets(root, profile)
             runner = build_runner(config, datasets)
 
             async def run(kind: str) -> dict[str, Any]:
@@ -312,7 +391,7 @@ def deps(root: str, n: int, rounds: int, via: str = "node", changes: int = DEP_C
         else:
             from sesamd._node import open_node
 
-            node_cm = open_node(root)
+            node_cm = open_node(root, dataset_options=dataset_options(profile))
             node = await node_cm.__aenter__()
             await _apply(node, [config])
             datasets = node.datasets
@@ -375,17 +454,24 @@ def deps(root: str, n: int, rounds: int, via: str = "node", changes: int = DEP_C
 
 
 def run_phase(phase: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Run one phase in this process."""
-    root = args["root"]
+    """Run one phase in this process, sampling its anonymous and file-backed RSS."""
+    with RssSampler() as sampler:
+        result = _run_phase(phase, args)
+    return {**result, **sampler.peaks()}
+
+
+def _run_phase(phase: str, args: dict[str, Any]) -> dict[str, Any]:
+    root, profile = args["root"], args.get("profile", "node")
     if phase == "setup":
         return setup(root, args["n"], args["m"])
     if phase == "deps":
-        return deps(root, args["n"], args["rounds"], args.get("via", "node"), args.get("changes", DEP_CHANGES))
+        return deps(root, args["n"], args["rounds"], args.get("via", "node"), args.get("changes", DEP_CHANGES),
+                    profile)
     workload, kind = phase.split(".")
     if kind == "pump":
-        return pump(root, workload, args["sink"], args.get("via", "node"), args.get("batch", BATCH))
+        return pump(root, workload, args["sink"], args.get("via", "node"), args.get("batch", BATCH), profile)
     if kind == "baseline":
-        return baseline(root, workload, args["sink"], args.get("batch", BATCH))
+        return baseline(root, workload, args["sink"], args.get("batch", BATCH), profile)
     raise ValueError(f"unknown phase {phase!r}")
 
 
@@ -398,7 +484,7 @@ def run_phase_isolated(phase: str, args: dict[str, Any], timeout: float = 7200) 
 
 
 def measure(n: int, *, rounds: int = 3, via: str = "node", isolate: bool = True, scratch: str | None = None,
-            changes: int = DEP_CHANGES, batch: int = BATCH,
+            changes: int = DEP_CHANGES, batch: int = BATCH, profile: str = "node",
             log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> dict[str, Any]:
     """Run the whole benchmark on ``n`` source entities; returns the report (``FIGURES``, ``RATIOS``...)."""
     started = time.perf_counter()
@@ -407,7 +493,7 @@ def measure(n: int, *, rounds: int = 3, via: str = "node", isolate: bool = True,
     raw: dict[str, list[dict[str, Any]]] = {p: [] for p in PHASES}
     with _common.scratch_dir("sesamd-bench-pipe-", parent=scratch) as tmp:
         root = str(tmp / "data")
-        common = {"root": root, "n": n, "m": m, "via": via, "batch": batch}
+        common = {"root": root, "n": n, "m": m, "via": via, "batch": batch, "profile": profile}
         setup_result = runner("setup", common)
         log(f"setup: {n:,} people, {m:,} accounts, {n:,} ledger entries written in "
             f"{setup_result['write_seconds']:.1f} s, join indexes built in {setup_result['index_seconds']:.1f} s")
@@ -427,13 +513,13 @@ def measure(n: int, *, rounds: int = 3, via: str = "node", isolate: bool = True,
         log(f"deps: full re-runs {', '.join(f'{s:.2f}' for s in dep['full_seconds'])} s; change -> commit "
             f"median {_common.summarize(dep['incremental_seconds']).median * 1000:.1f} ms "
             f"({len(dep['incremental_seconds'])} changes)")
-    report = build_report(raw, dep, setup_result, n=n, m=m, rounds=rounds, via=via, batch=batch)
+    report = build_report(raw, dep, setup_result, n=n, m=m, rounds=rounds, via=via, batch=batch, profile=profile)
     report["config"]["wall_seconds"] = time.perf_counter() - started
     return report
 
 
 def build_report(raw: dict[str, list[dict[str, Any]]], dep: dict[str, Any], setup_result: dict[str, Any], *,
-                 n: int, m: int, rounds: int, via: str, batch: int) -> dict[str, Any]:
+                 n: int, m: int, rounds: int, via: str, batch: int, profile: str = "node") -> dict[str, Any]:
     figures: dict[str, Any] = {}
     stats: dict[str, Any] = {}
     for phase in PHASES:
@@ -443,7 +529,8 @@ def build_report(raw: dict[str, list[dict[str, Any]]], dep: dict[str, Any], setu
         figures[f"{phase}.entities_per_s"] = n / seconds.median
         figures[f"{phase}.us_per_entity"] = seconds.median / n * 1e6
         figures[f"{phase}.rss_before"] = max(r["rss_before"] for r in raw[phase])  # the worst round
-        figures[f"{phase}.peak_rss"] = max(r["peak_rss"] for r in raw[phase])
+        for figure in ("peak_rss", "peak_rss_anon", "peak_rss_file"):
+            figures[f"{phase}.{figure}"] = max(r[figure] for r in raw[phase])
     full = _common.summarize(dep["full_seconds"])
     incremental = _common.summarize(dep["incremental_seconds"])
     stats["deps.full"], stats["deps.incremental"] = full, incremental
@@ -452,7 +539,8 @@ def build_report(raw: dict[str, list[dict[str, Any]]], dep: dict[str, Any], setu
     figures["deps.incremental.seconds"] = incremental.median
     figures["deps.incremental.run_seconds"] = (_common.summarize(dep["run_seconds"]).median
                                                if dep["run_seconds"] else None)
-    figures["deps.peak_rss"] = dep["peak_rss"]
+    for figure in ("peak_rss", "peak_rss_anon", "peak_rss_file"):
+        figures[f"deps.{figure}"] = dep[figure]
     figures["setup.seconds"] = setup_result["seconds"]
 
     ratios = {f"{w}.pump_vs_baseline": figures[f"{w}.pump.entities_per_s"] / figures[f"{w}.baseline.entities_per_s"]
@@ -484,7 +572,8 @@ def build_report(raw: dict[str, list[dict[str, Any]]], dep: dict[str, Any], setu
                  "the pump-completed event; the node does not signal pumps on writes that are not pipe runs")
     return {
         "benchmark": "pipe",
-        "config": {"n": n, "m": m, "rounds": rounds, "batch": batch, "via": via,
+        "config": {"n": n, "m": m, "rounds": rounds, "batch": batch, "via": via, "profile": profile,
+                   "dataset_options": dataset_options(profile).plyvel_kwargs(),
                    "dep_changes_per_round": len(dep["incremental_seconds"]) // max(1, rounds)},
         "environment": _common.environment(),
         "figures": figures,
@@ -532,12 +621,17 @@ def format_report(report: dict[str, Any]) -> str:
     rows.append([f"deps: 1 ledger change -> commit (of {n:,})",
                  f"{inc['median'] * 1000:.1f} ms ({inc['min'] * 1000:.1f}-{inc['max'] * 1000:.1f})",
                  f"{ratios['deps.full_vs_incremental']:,.0f}x faster", f">= {DEPS_TARGET:,.0f}x", met("deps_ratio")])
+    def memory(phase: str) -> str:
+        return (f"{f[f'{phase}.peak_rss'] / MB:.0f} MB (anon {f[f'{phase}.peak_rss_anon'] / MB:.0f}, "
+                f"file {f[f'{phase}.peak_rss_file'] / MB:.0f})")
+
     for w in WORKLOADS:
-        rows.append([f"peak RSS pumping {n:,} ({w})", f"{f[f'{w}.pump.peak_rss'] / MB:.0f} MB",
-                     f"baseline {f[f'{w}.baseline.peak_rss'] / MB:.0f} MB", f"< {MEMORY_TARGET / MB:.0f} MB",
-                     "yes" if f[f"{w}.pump.peak_rss"] < MEMORY_TARGET else "NO"])
+        rows.append([f"peak RSS pumping {n:,} ({w})", memory(f"{w}.pump"), f"baseline {memory(f'{w}.baseline')}",
+                     f"< {MEMORY_TARGET / MB:.0f} MB", "yes" if f[f"{w}.pump.peak_rss"] < MEMORY_TARGET else "NO"])
+    options = storage.LevelDBOptions(**cfg["dataset_options"])
     out = [f"{n:,} source entities, batches of {cfg['batch']}, median (min-max) of {cfg['rounds']} rounds, "
-           f"each phase in its own process", ""]
+           f"each phase in its own process; datasets: {cfg['profile']} profile ({options.describe()}); "
+           f"peak RSS: total (anon, file), each the peak of the worst round", ""]
     out.append(_common.format_table(("measurement", "entities/s or time", "ratio", "target", "met?"), rows))
     return "\n".join(out)
 
@@ -551,18 +645,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--via", choices=("node", "thread"), default="node",
                     help="run the pipes through the node's pump (default) or PipeRunner.run() in a worker thread")
     ap.add_argument("--batch", type=int, default=BATCH, help="the pipes' batch_size and the baseline's batch")
+    ap.add_argument("--profile", default="node", metavar="node|bulk|W/C",
+                    help="the LevelDB options the measured phases open datasets with: a profile (default: node, "
+                         "as sesamd serve does) or W/C, the node profile with a W MiB write buffer and a C MiB cache")
     ap.add_argument("--changes", type=int, default=DEP_CHANGES, help="single-entity changes timed per round")
     ap.add_argument("--dir", default=None, help="parent of the temp dir (default: the system's)")
     ap.add_argument("--in-process", action="store_true", help="run the phases in this process (RSS is shared)")
     ap.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase in a child process
     ap.add_argument("--phase-args", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    try:
+        dataset_options(args.profile)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.phase:
         print(json.dumps(run_phase(args.phase, json.loads(args.phase_args))))
         return 0
     n = args.n or (QUICK_N if args.quick else FULL_N)
     report = measure(n, rounds=args.rounds, via=args.via, isolate=not args.in_process, scratch=args.dir,
-                     changes=args.changes, batch=args.batch)
+                     changes=args.changes, batch=args.batch, profile=args.profile)
     out = sys.stderr if args.json == "-" else sys.stdout
     print(format_report(report), file=out)
     for note in report["notes"]:

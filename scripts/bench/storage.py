@@ -15,7 +15,8 @@ Measurements, each in its own child process (so its peak RSS is its own), round-
 
 ``raw_fresh_ingest``
     The baseline: parse, canonical bytes (orjson sorted keys), ``xxh3_128``, and one plyvel
-    WriteBatch per body with a log entry and an id-index entry per entity (``TUNED_OPTIONS``).
+    WriteBatch per body with a log entry and an id-index entry per entity (``LevelDBOptions.BULK``,
+    the profile the store phases open their dataset with too).
 ``store_fresh_ingest``
     ``Dataset.write(batch)`` of every body into an empty dataset.
 ``raw_unchanged_ingest``
@@ -62,7 +63,10 @@ import plyvel  # noqa: E402
 import xxhash  # noqa: E402
 
 import storage  # noqa: E402
-from storage._leveldb import TUNED_OPTIONS  # noqa: E402
+
+# a bulk load: every dataset here is opened with the bulk profile, as ``sesamd dataset import`` does
+OPTIONS = storage.LevelDBOptions.BULK
+TUNED_OPTIONS = OPTIONS.plyvel_kwargs()
 
 BATCH = _common.BATCH
 QUICK_N = 100_000
@@ -178,7 +182,7 @@ def raw_ingest(db_path: str, bodies: str, *, unchanged: bool) -> dict[str, Any]:
 
 def store_ingest(root: str, bodies: str, *, unchanged: bool) -> dict[str, Any]:
     """``Dataset.write`` of every body (one batch each)."""
-    dataset = storage.DataDir(root).open_dataset(DATASET)
+    dataset = storage.DataDir(root, options=OPTIONS).open_dataset(DATASET)
     parse = storage.parse_json
     write = dataset.write
     offset_before = dataset.next_offset
@@ -232,7 +236,7 @@ def raw_export(root: str, out: str) -> dict[str, Any]:
 
 def store_export(root: str, out: str) -> dict[str, Any]:
     """The latest live versions, as ``sesamd dataset export`` writes them."""
-    dataset = storage.DataDir(root).open_dataset(DATASET, create=False)
+    dataset = storage.DataDir(root, options=OPTIONS).open_dataset(DATASET, create=False)
     with open(out, "wb") as f, _Meter() as meter:
         n = _write_array(f, (value for _seq, value in dataset.iter_stored(history=False, deleted=False)))
     dataset.close()

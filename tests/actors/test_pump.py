@@ -13,10 +13,10 @@ import pytest
 import trio
 
 import storage
-from actors import Datasets, PipeRunError, RunResult, Supervisor
+from actors import Datasets, DatasetWrite, PipeRunError, RunResult, Supervisor
 from actors._events import EventBus, Subscription
 from actors._pump import PipeActor, PumpConflict, PumpOperationError
-from actors.testing import EventLog, thread_aware_mock_clock
+from actors.testing import EventLog, run_in_thread, thread_aware_mock_clock
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday, 00:00 UTC
 
@@ -69,11 +69,11 @@ class FakeRunner:
     def get_offset(self) -> Any:
         return self.offset
 
-    def set_offset(self, value: Any) -> None:
-        self.offset = None if value == "" else value
+    def offset_write(self, value: Any) -> DatasetWrite:
+        return DatasetWrite(f"{self.pipe_id}-state", lambda _dataset: setattr(self, "offset", value))
 
-    def set_offset_to_end(self) -> None:
-        self.offset = self.end
+    def end_offset_write(self) -> DatasetWrite:
+        return self.offset_write(self.end)
 
     def queues(self) -> dict[str, Any]:
         return {"source": 0, "dependencies": {}}
@@ -91,7 +91,7 @@ class Node:
 
     def actor(self, runner: FakeRunner, **options: Any) -> PipeActor:
         return PipeActor(runner, store=self.store, datasets=self.datasets, bus=self.bus, clock=mock_wall_clock,
-                         **options)
+                         driver=run_in_thread, **options)
 
     def drain(self) -> list[dict[str, Any]]:
         while True:
@@ -151,6 +151,65 @@ async def test_schedule_interval_runs_every_interval_after_the_previous_run(
     assert [round(t) for _, t in runner.runs] == [60, 120, 180]
     assert {kind for kind, _ in runner.runs} == {"auto"}
     assert node.store.get("pump", "p")["next_run"] is None  # short intervals are not persisted
+
+
+async def test_every_nth_scheduled_run_is_a_rescan_and_full_rescans_win_over_partial_ones(
+    node: Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    runner = FakeRunner(schedule_interval=10, rescan_run_count=2, partial_rescan_run_count=3, partial_rescan_delta=5)
+    actor = node.actor(runner)
+    async with running(actor):
+        await trio.sleep(65)
+    assert [kind for kind, _ in runner.runs] == ["auto", "rescan", "partial", "rescan", "auto", "rescan"]
+    assert node.store.get("pump", "p")["scheduled_runs"] == 6
+    restarted = node.actor(runner)  # the count survives a restart
+    async with running(restarted):
+        await trio.sleep(15)
+    assert runner.runs[-1][0] == "auto"  # run 7
+
+
+async def test_rescan_cron_expression_starts_rescans_between_the_scheduled_runs(
+    node: Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    runner = FakeRunner(schedule_interval=1000, rescan_cron_expression="30 * * * *")
+    async with running(node.actor(runner)):
+        await trio.sleep(3700)
+    # the cron rescan (00:30) leaves the interval schedule alone; the next one would be at 01:30
+    assert [(kind, round(t)) for kind, t in runner.runs] == [
+        ("auto", 1000), ("rescan", 1800), ("auto", 2000), ("auto", 3000)]
+
+
+@pytest.mark.parametrize(("pump", "message"), [
+    ({"rescan_run_count": 2, "rescan_cron_expression": "0 * * * *"}, "exclude each other"),
+    ({"partial_rescan_run_count": 2}, "partial_rescan_run_count needs partial_rescan_delta"),
+    ({"rescan_run_count": 0}, "rescan_run_count must be an integer >= 1, not 0"),
+    ({"partial_rescan_delta": "5"}, "partial_rescan_delta must be an integer >= 1, not '5'"),
+    ({"rescan_cron_expression": "every day"}, "cron"),
+])
+async def test_bad_rescan_settings_are_config_errors(node: Node, pump: dict[str, Any], message: str) -> None:
+    actor = node.actor(FakeRunner(**pump))
+    runtime = actor.pump_json()["runtime"]
+    assert runtime["is-valid-config"] is False
+    assert any(message in error["msg"] and error["elements"] == "pump" for error in runtime["config-errors"])
+
+
+async def test_start_rescan_runs_a_rescan_and_conflicts_while_running(
+    node: Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    runner = FakeRunner(mode="manual")
+    runner.block = True
+    actor = node.actor(runner)
+    async with running(actor):
+        await actor.operate("start-rescan")
+        await wait_entered(runner)
+        with pytest.raises(PumpConflict):
+            await actor.operate("start-rescan")
+        await actor.operate("reset-rescan")  # accepted: rescans always start from the beginning
+        runner.block = False
+        await actor.wait_idle()
+    assert [kind for kind, _ in runner.runs] == ["rescan"]
+    started = next(e for e in node.drain() if e["type"] == "pump-started")
+    assert started["rescan"] is True and started["sync_type"] == "full"
 
 
 async def test_default_schedule_is_30s_with_jitter_for_dataset_pipes(
@@ -385,10 +444,10 @@ async def test_set_last_seen_to_end_unsupported_by_the_source(
 ) -> None:
     runner = FakeRunner(mode="manual")
 
-    def unsupported() -> None:
-        raise NotImplementedError("the json source has no end")
+    def unsupported() -> DatasetWrite:
+        raise PipeRunError("the json source has no end")
 
-    runner.set_offset_to_end = unsupported  # type: ignore[method-assign]
+    runner.end_offset_write = unsupported  # type: ignore[method-assign]
     actor = node.actor(runner)
     with pytest.raises(PumpOperationError, match="doesn't support the operation 'set-last-seen-to-end'"):
         await actor.operate("set-last-seen-to-end")
@@ -414,7 +473,8 @@ async def test_unsupported_operation(node: Node, autojump_clock: trio.testing.Mo
     with pytest.raises(PumpOperationError, match="doesn't support the operation 'rename-relation'"):
         await actor.operate("rename-relation", {"relation": "x"})
     assert actor.pump_json()["runtime"]["supported-operations"] == [
-        "start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end"]
+        "start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end", "start-rescan",
+        "reset-rescan"]
 
 
 # -- events, the execution log, state ------------------------------------------------------------------------------
@@ -531,11 +591,15 @@ class BrokenDatasets:
     def open(self, name: str, create: bool = True) -> Any:
         raise OSError("disk on fire")
 
+    def writing(self, name: str) -> Any:
+        raise OSError("disk on fire")
+
 
 async def test_a_crashing_actor_is_restarted_and_isolated(node: Node, autojump_clock: trio.testing.MockClock) -> None:
     good, bad = FakeRunner("good", schedule_interval=10), FakeRunner("bad", schedule_interval=10)
     events = EventLog()
-    bad_actor = PipeActor(bad, store=node.store, datasets=BrokenDatasets(), bus=node.bus, clock=mock_wall_clock)
+    bad_actor = PipeActor(bad, store=node.store, datasets=BrokenDatasets(), bus=node.bus, clock=mock_wall_clock,
+                          driver=run_in_thread)
     async with Supervisor(on_event=events) as supervisor:
         supervisor.start("good", lambda: node.actor(good))
         supervisor.start("bad", lambda: bad_actor)

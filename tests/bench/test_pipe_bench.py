@@ -46,13 +46,17 @@ def _check_report(report: dict) -> None:
         assert {"value", "target", "met", "rule"} <= set(target), name
         assert isinstance(target["met"], bool)
     assert data["config"]["n"] == N
-    for name in ("flat.pump", "flat.baseline", "hop.pump", "hop.baseline"):
-        assert data["figures"][f"{name}.entities_per_s"] > 0
-        assert data["figures"][f"{name}.peak_rss"] > 0
+    for name in ("flat.pump", "flat.baseline", "hop.pump", "hop.baseline", "deps"):
+        if name != "deps":
+            assert data["figures"][f"{name}.entities_per_s"] > 0
+        total, anon, file = (data["figures"][f"{name}.{f}"] for f in ("peak_rss", "peak_rss_anon", "peak_rss_file"))
+        assert 0 < anon < total and 0 < file < total  # sampled parts of the whole resident set
+    assert data["config"]["profile"] == "node"
+    assert data["config"]["dataset_options"] == bench.storage.LevelDBOptions.NODE.plyvel_kwargs()
     assert data["figures"]["deps.incremental.seconds"] > 0
     assert data["checks"]["deps"] and all(c["changes"] == 1 for c in data["checks"]["deps"])
     table = bench.format_report(report)
-    for label in ("baseline", "pump", "change -> commit", "peak RSS"):
+    for label in ("baseline", "pump", "change -> commit", "peak RSS", "(anon ", ", file ", "node profile"):
         assert label in table
 
 
@@ -98,3 +102,33 @@ def test_pump_and_baseline_write_the_same_entities(tmp_path: Path) -> None:
                 assert all(e["tier"] for e in looped.values())
     finally:
         datasets.close_all()
+
+
+def test_rss_sampler_sees_anonymous_memory_grow() -> None:
+    with bench.RssSampler(interval=0.005) as sampler:
+        before, _file = sampler.sample()
+        block = bytearray(64 << 20)  # zero pages are not resident until written
+        block[:: 4096] = b"x" * len(block[:: 4096])
+        sampler.sample()
+    assert sampler.peak_anon >= before + (60 << 20)
+    assert sampler.peak_file > 0
+    assert set(sampler.peaks()) == {"peak_rss_anon", "peak_rss_file"}
+    del block
+
+
+def test_phases_open_datasets_with_the_chosen_profile(tmp_path: Path) -> None:
+    """Pump and baseline alike open the datasets with the profile (the setup, a bulk load, with the bulk one)."""
+    root = str(tmp_path / "data")
+    bench.setup(root, 20, 2)
+    for profile, expected in (("node", bench.storage.LevelDBOptions.NODE),
+                              ("bulk", bench.storage.LevelDBOptions.BULK),
+                              ("8/4", bench.storage.LevelDBOptions.NODE.replace(write_buffer_size=8 << 20,
+                                                                                lru_cache_size=4 << 20))):
+        assert bench.dataset_options(profile) == expected
+        datasets = bench._datasets(root, profile)
+        try:
+            assert datasets.open(bench.SOURCE, create=False).options == expected
+        finally:
+            datasets.close_all()
+    with pytest.raises(ValueError):
+        bench.dataset_options("huge")

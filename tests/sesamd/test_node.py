@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 
-from actors import _datasets, _events
+from actors import DatasetWrite, _datasets, _events
 from actors.components import ConfigError
 from sesamd._config import (
     ConfigValidationError,
@@ -168,16 +168,21 @@ async def test_config_is_stored_and_reapplied_when_the_node_starts(tmp_path: Any
         assert sorted(log) == [("started", "a"), ("started", "b")]
 
 
-async def test_a_completed_run_with_changes_wakes_the_pipes_that_read_its_sink(tmp_path: Any) -> None:
+async def test_a_commit_with_new_versions_wakes_the_pipes_that_read_the_dataset(tmp_path: Any) -> None:
     log: list[tuple[str, str]] = []
     async with open_node(tmp_path, fake_engine(log)) as node:
         await node.apply_config([pipe("a"), pipe("b", source={"type": "dataset", "dataset": "a"}),
                                  pipe("c", hops=["a"]), pipe("d")])
         await settle()
-        node.events.publish({"type": "pump-completed", "pipe": "a", "changes": 0})
+
+        def write(*entities: dict[str, Any]) -> DatasetWrite:
+            return DatasetWrite("a", lambda dataset: dataset.write(list(entities)).appended)
+
+        assert await node.writers.apply(write({"_id": "x", "n": 1})) == 1
         await settle()
-        assert [node.pipe(p).actor.woken for p in "abcd"] == [0, 0, 0, 0]
-        node.events.publish({"type": "pump-completed", "pipe": "a", "changes": 2})
+        assert [node.pipe(p).actor.woken for p in "abcd"] == [0, 1, 1, 0]
+        assert node.writers.running() == ["a"]  # written by the dataset's actor
+        assert await node.writers.apply(write({"_id": "x", "n": 1})) == 0  # unchanged: nobody is woken
         await settle()
         assert [node.pipe(p).actor.woken for p in "abcd"] == [0, 1, 1, 0]
 
@@ -231,8 +236,34 @@ async def test_secrets_only_in_systems_and_never_shown(tmp_path: Any) -> None:
             await node.apply_config([pipe("a", password="$SECRET(pw)")])
         with pytest.raises(ConfigValidationError, match="undefined secret 'nope'"):
             await node.apply_config([{"_id": "s", "type": "system:url", "password": "$SECRET(nope)"}])
-        await node.apply_config([{"_id": "s", "type": "system:url", "password": "$SECRET(pw)"}])
-        assert node.config() == [{"_id": "s", "type": "system:url", "password": "$SECRET(pw)"}]
+        system = {"_id": "s", "type": "system:url", "base_url": "http://x/", "username": "u", "password": "$SECRET(pw)"}
+        await node.apply_config([system])
+        assert node.config() == [system]
+
+
+async def test_dtl_crypto_keys_may_name_secrets_which_reach_the_compiler(tmp_path: Any) -> None:
+    rules = {"default": [["copy", "_id"],
+                         ["add", "plain", ["decrypt", "$SECRET(key)", ["encrypt", "$SECRET(key)", "hello"]]],
+                         ["add", "sealed", ["encrypt", "$SECRET(key)", "hello"]]]}
+    config = {"_id": "sealed", "type": "pipe", "source": {"type": "embedded", "entities": [{"_id": "a"}]},
+              "transform": {"type": "dtl", "rules": rules}}
+    async with open_node(tmp_path) as node:
+        node.store.put("secret", "key", "correct horse battery staple")
+        await node.apply_config([config])
+        runner = node.pipe("sealed").runner
+        await trio.to_thread.run_sync(lambda: runner.run())
+        entity = node.datasets.open("sealed").get("a")
+        assert entity["plain"] == "hello" and entity["sealed"] != "hello"
+        assert "correct horse" not in str(node.config()) and "correct horse" not in str(node.pipe("sealed").effective)
+        first = node.pipe("sealed").hash
+        node.store.put("secret", "key", "another key")
+        await node.apply_config([config])
+        assert node.pipe("sealed").hash != first  # a changed secret rebuilds the pipe
+        with pytest.raises(ConfigValidationError, match="unknown secret 'nokey'"):
+            await node.apply_config([{**config, "transform": {"type": "dtl", "rules": {"default": [
+                ["add", "x", ["encrypt", "$SECRET(nokey)", "hello"]]]}}}])
+        with pytest.raises(ConfigValidationError, match="only allowed in system config"):
+            await node.apply_config([{**config, "comment": "$SECRET(key)"}])
 
 
 def test_config_json_keeps_decimal_digits() -> None:

@@ -1,4 +1,4 @@
-"""The data directory (dataset naming) and the node store."""
+"""The data directory (dataset naming, LevelDB option profiles) and the node store."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from storage import DataDir, NodeStore, validate_dataset_id
+import storage._leveldb
+from storage import DataDir, Dataset, LevelDBOptions, NodeStore, validate_dataset_id
+
+MIB = 1 << 20
 
 ODD_IDS = [
     "system:pump_execution:my-pipe",
@@ -137,3 +140,93 @@ def test_node_store_rejects_values_that_are_not_json(tmp_path: Path) -> None:
         with pytest.raises(TypeError):
             store.put_many("config", [("a", 1), ("b", {1, 2})])
         assert store.get("config", "a") is None
+
+
+# -- LevelDB option profiles ---------------------------------------------------------------------------
+
+
+def test_option_profiles() -> None:
+    bulk, node = LevelDBOptions.BULK, LevelDBOptions.NODE
+    assert (bulk.write_buffer_size, bulk.lru_cache_size) == (64 * MIB, 32 * MIB)  # the ingest benchmarks' figures
+    assert node.write_buffer_size < bulk.write_buffer_size and node.lru_cache_size < bulk.lru_cache_size
+    assert node.memory_budget == 2 * node.write_buffer_size + node.lru_cache_size
+    assert node.memory_budget <= 48 * MIB  # a pipe with three datasets open stays far below the 300 MB target
+    assert bulk.plyvel_kwargs() == {"write_buffer_size": 64 * MIB, "lru_cache_size": 32 * MIB,
+                                    "max_open_files": 256, "block_size": 16 << 10, "bloom_filter_bits": 10}
+    smaller = node.replace(write_buffer_size=2 * MIB)
+    assert smaller.write_buffer_size == 2 * MIB and smaller.lru_cache_size == node.lru_cache_size
+    assert node.write_buffer_size == 16 * MIB  # replace copies
+    assert "write buffer 2 MiB, cache 8 MiB" in smaller.describe()
+
+
+@pytest.mark.parametrize("changes", [
+    {"write_buffer_size": 0}, {"write_buffer_size": -1}, {"lru_cache_size": 0}, {"max_open_files": 0},
+    {"block_size": 1.5}, {"lru_cache_size": "8"}, {"write_buffer_size": True}, {"bloom_filter_bits": -1},
+    {"write_buffer_size": (1 << 30) + 1},
+])
+def test_invalid_options(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        LevelDBOptions.NODE.replace(**changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def plyvel_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, object]]]:
+    """Every ``plyvel.DB(path, **kwargs)`` the storage package makes, recorded (the databases really open)."""
+    calls: list[tuple[str, dict[str, object]]] = []
+    real = storage._leveldb.plyvel.DB
+
+    def recording(path: str, **kwargs: object) -> object:
+        calls.append((path, kwargs))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(storage._leveldb.plyvel, "DB", recording)
+    return calls
+
+
+def _sizes(kwargs: dict[str, object]) -> tuple[object, object]:
+    return kwargs["write_buffer_size"], kwargs["lru_cache_size"]
+
+
+def test_datadir_opens_datasets_with_the_node_profile(tmp_path: Path, plyvel_calls: list) -> None:
+    data = DataDir(tmp_path)
+    assert data.options == LevelDBOptions.NODE
+    with data.open_dataset("a") as dataset:
+        assert dataset.options == LevelDBOptions.NODE
+    with data.open_dataset("a", create=False) as dataset:
+        assert dataset.options == LevelDBOptions.NODE
+    assert [path for path, _ in plyvel_calls] == [str(data.dataset_path("a"))] * 2
+    for _path, kwargs in plyvel_calls:
+        assert kwargs == {**LevelDBOptions.NODE.plyvel_kwargs(), "create_if_missing": True}
+
+
+def test_datadir_with_the_bulk_profile_or_own_options(tmp_path: Path, plyvel_calls: list) -> None:
+    with DataDir(tmp_path, options=LevelDBOptions.BULK).open_dataset("a") as dataset:
+        assert dataset.options is LevelDBOptions.BULK
+        dataset.write([{"_id": "x"}])
+    assert _sizes(plyvel_calls[-1][1]) == (64 * MIB, 32 * MIB)
+    own = LevelDBOptions(write_buffer_size=3 * MIB, lru_cache_size=5 * MIB, max_open_files=50, block_size=4096)
+    with DataDir(tmp_path, options=own).open_dataset("a") as dataset:  # the same data, other options
+        assert dataset.options == own
+        assert dataset.get("x") is not None
+    assert plyvel_calls[-1][1] == {**own.plyvel_kwargs(), "create_if_missing": True}
+    with Dataset(tmp_path / "plain") as dataset:  # opened directly: the node profile too
+        assert dataset.options == LevelDBOptions.NODE
+    assert _sizes(plyvel_calls[-1][1]) == (16 * MIB, 8 * MIB)
+
+
+def _table_files(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if p.suffix in (".ldb", ".sst")]
+
+
+def test_the_write_buffer_size_reaches_leveldb(tmp_path: Path) -> None:
+    """About 3 MB of writes: LevelDB flushes memtables to table files with a 256 KiB write buffer, not with 16 MiB."""
+    small = LevelDBOptions.NODE.replace(write_buffer_size=256 << 10)
+    batches = [[{"_id": f"e{b}-{i}", "text": f"{b}/{i}" * 40} for i in range(200)] for b in range(40)]
+    for name, options, flushed in (("small", small, True), ("node", LevelDBOptions.NODE, False)):
+        data = DataDir(tmp_path / name, options=options)
+        with data.open_dataset("d") as dataset:
+            for batch in batches:
+                dataset.write(batch)
+            assert bool(_table_files(data.dataset_path("d"))) is flushed, name
+        with data.open_dataset("d") as dataset:
+            assert dataset.counts()["entities"] == 8000

@@ -1,0 +1,165 @@
+"""Dataset actors: the single writer of each dataset in the node.
+
+A :class:`DatasetActor` owns the writes to one dataset. Writers (pipe runs, pump logs, offset changes)
+send it :class:`~actors.DatasetWrite` values and wait for the outcome; it applies them in arrival order in
+a worker thread under the dataset's lock, several queued writes per thread hop, each its own LevelDB
+batch, and then announces the commit (the node wakes the pipes that read the dataset). A write that fails
+fails only its sender.
+
+:class:`DatasetWriters` is the node's entry point: ``await writers.apply(write)`` starts the dataset's
+actor under the supervisor on first use. Without a supervisor (tests, tools) it applies writes in a
+worker thread under the lock, the same single-writer guarantee without the actor.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ._datasets import Datasets, DatasetWrite
+from ._runtime import ActorRef, Supervisor
+
+__all__ = ["DatasetActor", "DatasetWriters", "WriterClosed"]
+
+MAX_WRITES_PER_HOP = 16  # queued writes applied in one worker-thread call
+
+
+class WriterClosed(RuntimeError):
+    """The dataset's writer was closed (the dataset is being removed) before the write was applied."""
+
+
+class _Request:
+    __slots__ = ("done", "error", "value", "write")
+
+    def __init__(self, write: DatasetWrite) -> None:
+        self.write = write
+        self.done = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class DatasetActor:
+    """Applies the writes sent to one dataset, in order (see the module docstring)."""
+
+    def __init__(self, name: str, datasets: Datasets, on_commit: Callable[[str], None] | None = None) -> None:
+        self.name = name
+        self._datasets = datasets
+        self._on_commit = on_commit
+        self.applied = 0  # writes applied, for status and tests
+
+    async def run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
+        async for first in mailbox:
+            requests = [first]
+            while len(requests) < MAX_WRITES_PER_HOP:
+                try:
+                    requests.append(mailbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            with trio.CancelScope(shield=True):  # a write taken from the mailbox is always answered
+                grew = await trio.to_thread.run_sync(self._apply, requests)
+                for request in requests:
+                    request.done.set()
+            if grew and self._on_commit is not None:
+                self._on_commit(self.name)
+
+    def _apply(self, requests: list[_Request]) -> bool:
+        """Apply the writes in order; True if the dataset got new versions."""
+        with self._datasets.writing(self.name) as dataset:
+            before = dataset.next_offset
+            for request in requests:
+                try:
+                    request.value = request.write.apply(dataset)
+                except Exception as exc:  # the sender's failure, not the actor's
+                    request.error = exc
+                self.applied += 1
+            return dataset.next_offset != before
+
+
+class DatasetWriters:
+    """The node's dataset actors, one per dataset written, started on first use (see the module docstring)."""
+
+    def __init__(self, datasets: Datasets, *, on_commit: Callable[[str], None] | None = None,
+                 mailbox_size: int = 8) -> None:
+        self.datasets = datasets
+        self._on_commit = on_commit
+        self._mailbox_size = mailbox_size
+        self._supervisor: Supervisor | None = None
+        self._refs: dict[str, ActorRef] = {}
+        self._pending: Counter[str] = Counter()
+        self._idle: dict[str, trio.Event] = {}
+        self._closing: set[str] = set()
+
+    def attach(self, supervisor: Supervisor) -> None:
+        """Run dataset actors under ``supervisor`` from now on."""
+        self._supervisor = supervisor
+
+    @staticmethod
+    def actor_name(dataset: str) -> str:
+        return f"dataset:{dataset}"
+
+    def running(self) -> list[str]:
+        """The datasets that have a running actor."""
+        return sorted(self._refs)
+
+    async def apply(self, write: DatasetWrite) -> Any:
+        """Have the dataset's single writer apply ``write``; returns what it returned, raises what it raised."""
+        name = write.dataset
+        if name in self._closing:
+            raise WriterClosed(f"dataset '{name}' is being removed")
+        if self._supervisor is None:
+            value, grew = await trio.to_thread.run_sync(self._apply_locked, write)
+            if grew and self._on_commit is not None:
+                self._on_commit(name)
+            return value
+        request = _Request(write)
+        self._pending[name] += 1
+        try:
+            await self._ref(name).send(request)
+            await request.done.wait()
+        finally:
+            self._pending[name] -= 1
+            if not self._pending[name]:
+                del self._pending[name]
+                idle = self._idle.pop(name, None)
+                if idle is not None:
+                    idle.set()
+        return request.outcome()
+
+    def _apply_locked(self, write: DatasetWrite) -> tuple[Any, bool]:
+        with self.datasets.writing(write.dataset) as dataset:
+            before = dataset.next_offset
+            return write.apply(dataset), dataset.next_offset != before
+
+    def _ref(self, name: str) -> ActorRef:
+        ref = self._refs.get(name)
+        if ref is None:
+            assert self._supervisor is not None
+            actor_name = self.actor_name(name)
+            if actor_name in self._supervisor:  # left over from a close that was cancelled
+                ref = self._supervisor.ref(actor_name)
+            else:
+                actor = DatasetActor(name, self.datasets, self._on_commit)
+                ref = self._supervisor.start(actor_name, lambda: actor, mailbox_size=self._mailbox_size)
+            self._refs[name] = ref
+        return ref
+
+    async def close(self, name: str) -> None:
+        """Stop the dataset's actor once the writes already sent are applied; new writes get WriterClosed
+        until this returns (then the dataset may be deleted)."""
+        self._closing.add(name)
+        try:
+            while self._pending.get(name):
+                idle = self._idle.setdefault(name, trio.Event())
+                await idle.wait()
+            if self._refs.pop(name, None) is not None and self._supervisor is not None:
+                await self._supervisor.stop(self.actor_name(name))
+        finally:
+            self._closing.discard(name)

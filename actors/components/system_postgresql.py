@@ -1,0 +1,25 @@
+"""The ``system:postgresql`` system: a pooled PostgreSQL engine through psycopg 3 (node-spec 10.3)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ._sql_system import SERVER_PROPERTIES, SqlSystem
+from ._system_base import seconds, system_type
+
+__all__ = ["PostgresqlSystem"]
+
+
+@system_type("system:postgresql", {"required": ["host", "database"], "properties": {
+    **SERVER_PROPERTIES,
+    "sslmode": {"enum": ["disable", "allow", "prefer", "require"]},
+}})
+class PostgresqlSystem(SqlSystem):
+    """A PostgreSQL server; ``sslmode`` is libpq's (default ``prefer``)."""
+
+    drivername = "postgresql+psycopg"
+    defaults: ClassVar[dict[str, Any]] = {**SqlSystem.defaults, "port": 5432, "sslmode": "prefer"}
+
+    def connect_args(self) -> dict[str, Any]:
+        return {"sslmode": self.setting("sslmode"),
+                "connect_timeout": max(1, int(seconds(self.setting("pool_timeout"))))}
