@@ -17,9 +17,13 @@ change. A full run ends with deletion tracking in the sink.
 Run kinds (node-spec 4.2): ``auto`` (incremental when there is an offset and the source supports since,
 else full), ``full``, ``rescan`` (a full re-read: a full run, flagged as a rescan) and ``partial`` (the offset moved
 back by ``partial_rescan_delta``, no deletion tracking). Continuation (4.3): a chronological source commits
-its offset with every batch; a source that supports since but is not chronological commits the largest
-``_updated`` seen (the ``max`` strategy) only at the end of a successful run; any other source has no
-offset and every run is full.
+its offset with every batch; a source that supports since, is not chronological but has comparable
+``_updated`` values commits the largest ``_updated`` seen (the ``max`` strategy) only at the end of a
+successful run; any other source has no offset and every run is full. A source's flags come from its type
+and, where the type allows, its config.
+
+A run of a pipe whose source requires populated input (``require_populated_input``, node-spec 2.5) while an
+input dataset is not populated is skipped: it writes nothing and says why in :attr:`RunResult.skipped`.
 """
 
 from __future__ import annotations
@@ -29,13 +33,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 import storage
 from dtl import DTLRuntimeError
 
 from ._datasets import Datasets, DatasetWrite
-from .components import BuildContext, ConfigError, Sink, Source, Transform, lookup
+from .components import BuildContext, ConfigError, Sink, Source, Transform, global_defaults, lookup
 
 __all__ = ["RUN_KINDS", "PipeRun", "PipeRunError", "PipeRunner", "RunResult", "Work", "build_runner",
            "effective_config", "validate_pipe"]
@@ -62,6 +67,7 @@ class RunResult:
     dependencies: int = 0  # source entities reprocessed by dependency tracking
     batches: int = 0
     rescan: bool = False  # a full re-read asked for as a rescan
+    skipped: str | None = None  # why the run did nothing (its input is not populated)
 
 
 @dataclass
@@ -131,7 +137,8 @@ class PipeRunner:
         self.original = config
         self.config = effective = effective_config(config)
         self.datasets = datasets
-        context = BuildContext(pipe_id, effective, datasets, metadata or {}, secrets or {})
+        self.metadata: dict[str, Any] = metadata or {}
+        context = BuildContext(pipe_id, effective, datasets, self.metadata, secrets or {})
 
         def build(kind: str, component: Any, where: str) -> Any:
             spec = lookup(kind, component, f"pipe {pipe_id}: {where}")
@@ -164,6 +171,33 @@ class PipeRunner:
     @property
     def if_source_empty(self) -> str:
         return self.source_config.get("if_source_empty", "accept")
+
+    @cached_property
+    def signalling(self) -> bool:
+        """Whether a commit to a dataset the pipe reads (or hops into) wakes it (node-spec 5.2): the source's
+        ``supports_signalling`` if set; else, for a dataset-to-dataset pipe without an explicit
+        ``schedule_interval`` or ``cron_expression``, ``global_defaults.use_signalling_internally`` (true)."""
+        explicit = self.source_config.get("supports_signalling")
+        if explicit is not None:
+            return bool(explicit)
+        if not self.source_datasets or self.sink_dataset is None:
+            return False
+        pump = self.config.get("pump") or {}
+        if pump.get("schedule_interval") is not None or pump.get("cron_expression") is not None:
+            return False
+        return global_defaults(self.metadata).get("use_signalling_internally") is not False
+
+    def sink_populated(self) -> bool:
+        """Whether the sink dataset is populated (true for a sink without a dataset)."""
+        name = self.sink_dataset
+        if name is None:
+            return True
+        dataset = self.datasets.get(name)
+        return dataset is not None and dataset.populated
+
+    def load_write(self) -> DatasetWrite | None:
+        """The write to apply when the pipe is loaded or configured (``set_initial_offset: onload``), if any."""
+        return self.sink.on_load()
 
     # -- offsets ---------------------------------------------------------------------------------------------
 
@@ -271,7 +305,8 @@ class PipeRun:
     2. :meth:`batches`, :meth:`transform` and :meth:`write` for each :class:`Work`, in order;
     3. :meth:`end`, whose writes are applied one by one, in order.
 
-    A failure raises :class:`PipeRunError`; what was committed before it stays, with its offsets.
+    A failure raises :class:`PipeRunError`; what was committed before it stays, with its offsets. A skipped
+    run (:attr:`skipped`: its input is not populated) has no start write, no batches and no end writes.
     """
 
     def __init__(self, runner: PipeRunner, kind: str = "auto") -> None:
@@ -281,7 +316,10 @@ class PipeRun:
         source, sink = runner.source, runner.sink
         self.loaded_state = state = sink.load_state()
         offset = state.get("offset")
-        self.full = kind in ("full", "rescan") or offset is None or not source.supports_since
+        self.strategy = source.continuation  # node-spec 4.3
+        self.keeps_offset = self.strategy != "none"
+        self.chronological = self.strategy == "chronological"
+        self.full = kind in ("full", "rescan") or offset is None or not self.keeps_offset
         # a rescan is a full run (there are no background rescans)
         sync_type = "full" if self.full else "partial" if kind == "partial" else "incremental"
         self.result = RunResult(sync_type, offset=offset, rescan=kind == "rescan")
@@ -292,17 +330,27 @@ class PipeRun:
         elif sync_type == "partial":
             offset = _rewind(offset, runner.config.get("pump", {}).get("partial_rescan_delta"))
         self.start_offset = offset
-        self.since = offset if offset is not None else runner.source_config.get("initial_since_value")
-        self.chronological = source.supports_since and source.is_chronological
-        self.keeps_offset = source.supports_since
+        self.since: Any = None
+        if source.supports_since:
+            self.since = offset if offset is not None else runner.source_config.get("initial_since_value")
         self.full_run: Any = None
         self.final_state: dict[str, Any] | None = None
+        self.skipped = self.result.skipped = _unpopulated_input(source)
+
+    @property
+    def skipping(self) -> bool:
+        """Whether the run does nothing (its input is not populated: see :attr:`RunResult.skipped`)."""
+        return self.skipped is not None
 
     # -- 1. start ----------------------------------------------------------------------------------------------
 
     def start(self) -> DatasetWrite | None:
-        """The write that opens a full run in the sink (deletion tracking), if this is one."""
-        return self.runner.sink.begin_full_run() if self.full else None
+        """The write that opens the run in the sink, if any: a full run's start (deletion tracking), then
+        ``set_initial_offset: initially``; it returns what the full run's start returned."""
+        if self.skipping:
+            return None
+        sink = self.runner.sink
+        return _chain(sink.begin_full_run() if self.full else None, sink.begin_run())
 
     def started(self, full_run: Any) -> None:
         self.full_run = full_run
@@ -315,6 +363,8 @@ class PipeRun:
         ``should_stop`` is polled between batches; a stopped run yields no more and ends nothing.
         """
         runner, result = self.runner, self.result
+        if self.skipping:
+            return
         offset = self.start_offset
         newest = offset  # the max strategy: the largest _updated seen
         reader = runner.source.read(self.since, runner.batch_size)
@@ -337,7 +387,7 @@ class PipeRun:
             elif self.keeps_offset:
                 newest = _newest(batch, newest)
             yield Work(batch, self._state(offset))
-        if self.keeps_offset and not self.chronological:
+        if self.strategy == "max":
             offset = newest
         result.offset = offset
         state = self._state(offset)
@@ -402,7 +452,7 @@ class PipeRun:
 
     def end(self) -> Iterator[DatasetWrite]:
         """The writes that finish a run whose batches are all committed: deletion tracking after a full
-        run (or the final state), then the sink's populated flag. Nothing for a stopped run."""
+        run (or the final state), then the sink's populated flag. Nothing for a stopped or skipped run."""
         if self.result.stopped or self.final_state is None:
             return
         runner, result, state = self.runner, self.result, self.final_state
@@ -432,6 +482,35 @@ class PipeRun:
             return deleted
 
         return dataclasses.replace(write, apply=apply)
+
+
+def _unpopulated_input(source: Source) -> str | None:
+    """Why a run must be skipped: the unpopulated input datasets of a source that requires populated input."""
+    if not source.require_populated_input:
+        return None
+    names = source.unpopulated()
+    if not names:
+        return None
+    listed = ", ".join(repr(name) for name in names)
+    verb = "is" if len(names) == 1 else "are"
+    return (f"the run was skipped: input dataset{'s' if len(names) > 1 else ''} {listed} {verb} not populated "
+            "(require_populated_input)")
+
+
+def _chain(first: DatasetWrite | None, then: DatasetWrite | None) -> DatasetWrite | None:
+    """One write applying ``first`` and then ``then`` (both to the same dataset); it returns what ``first``
+    returned (None without it)."""
+    if then is None:
+        return first
+    if first is not None and first.dataset != then.dataset:
+        raise ValueError(f"cannot chain writes to {first.dataset!r} and {then.dataset!r}")
+
+    def apply(dataset: storage.Dataset) -> Any:
+        value = first.apply(dataset) if first is not None else None
+        then.apply(dataset)
+        return value
+
+    return DatasetWrite(then.dataset, apply)
 
 
 def _rewind(offset: Any, delta: Any) -> Any:

@@ -35,9 +35,14 @@ class Writer(Protocol):
 
 
 async def run_pipeline(runner: PipeRunner, *, kind: str = "auto", writers: Writer,
-                       should_stop: Callable[[], bool] = lambda: False, depth: int = DEFAULT_DEPTH) -> RunResult:
-    """Run the pipe once through its stages (see the module docstring); returns what the run did."""
+                       should_stop: Callable[[], bool] = lambda: False, depth: int = DEFAULT_DEPTH,
+                       on_begin: Callable[[PipeRun], None] | None = None) -> RunResult:
+    """Run the pipe once through its stages (see the module docstring); returns what the run did.
+
+    ``on_begin`` gets the :class:`~actors.PipeRun` before its first batch (its ``result`` shows progress)."""
     run = await trio.to_thread.run_sync(runner.begin, kind)
+    if on_begin is not None:
+        on_begin(run)
     first = run.start()
     run.started(await writers.apply(first) if first is not None else None)
     to_transform, from_source = trio.open_memory_channel[Work](depth)

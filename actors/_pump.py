@@ -6,8 +6,12 @@ the same object is reused on restart and reloads its persisted state). Runs driv
 the dataset actors), one at a time, each holding a slot of a shared ``trio.CapacityLimiter``; a ``stop``
 sets a flag the source stage polls between batches. Every run publishes ``pump-started`` and then
 ``pump-completed`` or ``pump-failed`` on the :class:`~actors.EventBus`, and (unless it changed nothing)
-appends versions to the execution log dataset ``system:pump_execution:<pipe>``. The pump state (enabled,
-last run, outcome, next run) lives in the node store under kind ``"pump"``.
+appends versions to the execution log dataset ``system:pump_execution:<pipe>``. A run skipped because its
+input is not populated completes with ``"skipped"`` (why) and counts as a run that changed nothing. The
+pump state (enabled, last run, outcome, next run) lives in the node store under kind ``"pump"``.
+
+At node start the pump runs the pipe once with ``run_at_startup``, or with ``run_at_startup_if_not_populated``
+(default: the node's global default) when the sink dataset is not populated.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ._engine import PipeRunError, RunResult
 from ._events import EventBus, iso_time
 from ._pipeline import Writer, run_pipeline
 from ._schedule import Schedule, ScheduleError, check_rescans, next_cron_time, schedule_for
+from .components import setting
 
 __all__ = ["MODES", "SUPPORTED_OPERATIONS", "PipeActor", "PumpConflict", "PumpOperationError", "PumpState"]
 
@@ -54,7 +59,8 @@ class PumpOperationError(Exception):
 
 
 class Runner(Protocol):
-    """What the pump needs of :class:`~actors.PipeRunner` (synchronous; called from worker threads)."""
+    """What the pump needs of :class:`~actors.PipeRunner` (synchronous; called from worker threads). For
+    ``run_at_startup_if_not_populated`` it also uses ``metadata`` and ``sink_populated()`` when present."""
 
     pipe_id: str
     config: dict[str, Any]
@@ -67,8 +73,8 @@ class Runner(Protocol):
 class Driver(Protocol):
     """Runs a runner once (:func:`~actors.run_pipeline`, or a test double's driver)."""
 
-    async def __call__(self, runner: Any, *, kind: str, writers: Writer,
-                       should_stop: Callable[[], bool]) -> RunResult: ...
+    async def __call__(self, runner: Any, *, kind: str, writers: Writer, should_stop: Callable[[], bool],
+                       on_begin: Callable[[Any], None]) -> RunResult: ...
 
 
 class DatasetOpener(Protocol):
@@ -202,7 +208,7 @@ class PipeActor:
                     nursery.start_soon(self._scheduler)
                 if not self._started_once:  # node start, not an actor restart
                     self._started_once = True
-                    self._startup_pending = bool(self._pump_config.get("run_at_startup"))
+                    self._startup_pending = self._startup_configured()
                 async for message in mailbox:
                     self._handle(message)
                 nursery.cancel_scope.cancel()
@@ -278,7 +284,7 @@ class PipeActor:
         while True:
             if self._startup_pending and self._busy is None:
                 self._startup_pending = False
-                if self.mode != "off" and not self.state.disabled and self.valid:
+                if self.mode != "off" and not self.state.disabled and self.valid and await self._startup_run_due():
                     await self._execute("auto", origin="startup")
                 continue
             if self._wake_pending and self._busy is None:
@@ -311,6 +317,21 @@ class PipeActor:
             else:
                 await self._execute(self._scheduled_kind(), origin="scheduler")
                 self._next_run = None
+
+    def _startup_configured(self) -> bool:
+        """Whether the pump may run at node start (``run_at_startup`` or ``run_at_startup_if_not_populated``)."""
+        return bool(self._pump_config.get("run_at_startup")) or self._startup_if_not_populated()
+
+    def _startup_if_not_populated(self) -> bool:
+        metadata = getattr(self.runner, "metadata", None) or {}
+        return setting(self._pump_config, metadata, "run_at_startup_if_not_populated", False) is True
+
+    async def _startup_run_due(self) -> bool:
+        """Whether to run at node start: always with ``run_at_startup``, else when the sink is unpopulated."""
+        if self._pump_config.get("run_at_startup"):
+            return True
+        populated = getattr(self.runner, "sink_populated", None)
+        return populated is not None and not await trio.to_thread.run_sync(populated)
 
     def _rescan_time(self) -> datetime | None:
         """When ``rescan_cron_expression`` next asks for a rescan (None without one)."""
@@ -388,6 +409,10 @@ class PipeActor:
         finally:
             self._release()
 
+    def _run_began(self, run: Any) -> None:
+        if self._current is not None:
+            self._current["result"] = run.result  # the progress of the run in progress
+
     def _predicted_sync_type(self, kind: str) -> str:
         if kind in ("full", "rescan"):
             return "full"
@@ -404,7 +429,8 @@ class PipeActor:
         try:
             async with limiter:  # one slot of the node's run limiter for the whole run
                 return _Outcome(await self._driver(self.runner, kind=kind, writers=self._writers,
-                                                   should_stop=lambda: self._stop_requested))
+                                                   should_stop=lambda: self._stop_requested,
+                                                   on_begin=self._run_began))
         except Exception as exc:  # a failing pipe fails its run, never the actor
             return _Outcome(None, exc, traceback.format_exc())
 
@@ -426,6 +452,8 @@ class PipeActor:
             event = {"type": "pump-completed", **common, "processed": result.processed, "changes": result.changes,
                      "deleted": result.deleted}
             message, original = "Completed", None
+            if result.skipped is not None:
+                event["skipped"] = message = result.skipped
         else:
             reason, original, entity = _failure(outcome)
             event = {"type": "pump-failed", **common, "reason_why_stopped": reason,
@@ -452,8 +480,8 @@ class PipeActor:
         state.last_message, state.last_original_error_message = message, original
         state.processed = result.processed if result is not None else 0
         state.changes = result.changes if result is not None else 0
-        if origin in ("scheduler", "signal"):
-            state.scheduled_runs += 1
+        if origin in ("scheduler", "signal") and (result is None or result.skipped is None):
+            state.scheduled_runs += 1  # a skipped run does not use up a rescan_run_count turn
         self._save()
         self._publish(event)
         if failed:
@@ -461,11 +489,12 @@ class PipeActor:
         return event
 
     def _should_log(self, result: RunResult | None, ended: datetime) -> bool:
-        """Noop suppression (5.7): a run that changed nothing is logged only when configured to be."""
+        """Noop suppression (5.7): a run that changed nothing (or was skipped) is logged only when configured
+        to be."""
         pump = self._pump_config
         assert result is not None
         changes_only = pump.get("log_events_noop_runs_changes_only", True)
-        noop = result.changes == 0 if changes_only else result.processed == 0
+        noop = result.skipped is not None or (result.changes == 0 if changes_only else result.processed == 0)
         if not noop or pump.get("log_events_noop_runs", False):
             return True
         granularity = pump.get("notification_granularity", _NEVER)
@@ -608,7 +637,7 @@ class PipeActor:
         except Exception:
             queues = {"source": 0, "dependencies": {}}
         schedule = self.schedule.describe() if self.schedule else {"schedule_interval": None, "cron_expression": None}
-        progress = getattr(self.runner, "progress", None) if current else None
+        result = current.get("result") if current else None
         runtime = {
             "is-running": self._busy == "run",
             "is-disabled": state.disabled,
@@ -623,8 +652,7 @@ class PipeActor:
             "last-original-error-message": state.last_original_error_message,
             "success": state.success,
             "sync-type": current["sync_type"] if current else state.sync_type,
-            "progress": dict(progress) if isinstance(progress, dict) else {"processed": 0 if current
-                                                                           else state.processed},
+            "progress": {"processed": result.processed if result is not None else 0 if current else state.processed},
             "queues": queues,
             "mode": self.mode,
             **schedule,

@@ -74,7 +74,8 @@ class EventLog(list[tuple[str, dict[str, Any]]]):
         return [kind for kind, _ in self]
 
 
-async def run_in_thread(runner: Any, *, kind: str, writers: Any, should_stop: Callable[[], bool]) -> Any:
+async def run_in_thread(runner: Any, *, kind: str, writers: Any, should_stop: Callable[[], bool],
+                        on_begin: Callable[[Any], None] | None = None) -> Any:
     """A pump driver for runner doubles: ``runner.run(kind=..., should_stop=...)`` in a worker thread (the
     real driver is :func:`actors.run_pipeline`)."""
     return await trio.to_thread.run_sync(lambda: runner.run(kind=kind, should_stop=should_stop))

@@ -58,7 +58,8 @@ class Engine:
 
     ``build_runner(config, datasets, metadata)`` compiles a pipe (raising one of ``config_errors`` naming
     the path); ``make_actor(pipe_id, runner, node)`` returns its pipe actor: ``run(mailbox)``, ``async
-    operate(op, params)``, ``pump_json()`` and ``wake()``.
+    operate(op, params)``, ``pump_json()`` and ``wake()``. A runner may have ``load_write()`` (a write to
+    apply when the pipe is loaded, or None) and ``signalling`` (whether dataset commits wake it; default true).
     """
 
     make_datasets: Callable[[storage.DataDir], Any]
@@ -303,12 +304,24 @@ class Node:
         await self.systems.switch(self._supervisor)  # after the pipes that used changed systems stopped
         self.pipes = pipes
         for pipe_id in change.added + change.changed:
+            await self._load_pipe(pipes[pipe_id])
             self._start_pipe(pipes[pipe_id])
         if change.added or change.removed or change.changed:
             log.info("config applied: %d added, %d removed, %d changed, %d unchanged", len(change.added),
                      len(change.removed), len(change.changed), len(change.unchanged))
             self.events.publish({"type": "config-applied", "added": list(change.added),
                                  "removed": list(change.removed), "changed": list(change.changed)})
+
+    async def _load_pipe(self, state: PipeState) -> None:
+        """Apply the write a pipe asks for when it is loaded or configured (``set_initial_offset: onload``)."""
+        load_write = getattr(state.runner, "load_write", None) if state.is_valid else None
+        write = load_write() if load_write is not None else None
+        if write is None:
+            return
+        try:
+            await self.writers.apply(write)
+        except Exception as exc:  # the pipe still starts; its sink is just not marked populated
+            log.error("pipe %s: applying its load write to dataset %s failed: %s", state.id, write.dataset, exc)
 
     def _start_pipe(self, state: PipeState) -> None:
         if not state.is_valid or self._supervisor is None:
@@ -355,13 +368,14 @@ class Node:
         return found
 
     def _dataset_changed(self, dataset: str) -> None:
-        """A dataset actor committed new versions: wake the pipes that read the dataset (signalling,
-        node-spec 5.2), in the middle of the writer's run already."""
+        """A dataset actor committed new versions: wake the pipes that read the dataset and whose effective
+        signalling setting is on (node-spec 5.2; the runner's ``signalling``), in the middle of the writer's
+        run already."""
         if not self.accepting_runs:
             return
         for state in self._dependents(dataset):
-            if state.runner.sink_dataset != dataset:  # never wake a pipe with its own output
-                state.actor.wake()
+            if state.runner.sink_dataset != dataset and getattr(state.runner, "signalling", True):
+                state.actor.wake()  # (never a pipe with its own output)
 
     async def stop_runs(self, grace: float = 30.0) -> None:
         """Stop taking new runs; running ones stop after their current batch commits (within ``grace``)."""

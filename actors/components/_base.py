@@ -7,15 +7,35 @@ JSON Schema that validates (and documents) its config; see :mod:`actors.componen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 import storage
 
 from .._datasets import Datasets, DatasetWrite
+from ._registry import ConfigError
 
-__all__ = ["BuildContext", "Sink", "Source", "Transform", "state_write"]
+__all__ = ["CONTINUATION_FLAGS", "BuildContext", "Sink", "Source", "Transform", "global_defaults", "setting",
+           "state_write"]
+
+CONTINUATION_FLAGS = ("supports_since", "is_since_comparable", "is_chronological")
+
+
+def global_defaults(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``global_defaults`` of the node metadata (node-spec 3.6); empty when there are none."""
+    defaults = metadata.get("global_defaults")
+    return defaults if isinstance(defaults, Mapping) else {}
+
+
+def setting(config: Mapping[str, Any], metadata: Mapping[str, Any], name: str, default: Any) -> Any:
+    """``config[name]`` when set, else the node's ``global_defaults[name]``, else ``default``."""
+    if config.get(name) is not None:
+        return config[name]
+    value = global_defaults(metadata).get(name)
+    return default if value is None else value
 
 
 @dataclass
@@ -34,17 +54,60 @@ class Source:
     """Yields batches of wire-form entities.
 
     ``supports_since``/``is_chronological``/``is_since_comparable`` decide the continuation strategy
-    (node-spec 4.3); a source that supports since sets ``_updated`` on every entity it yields.
+    (node-spec 4.3); a source that supports since sets ``_updated`` on every entity it yields. The class
+    attributes are the type's values; the config may set those in ``settable_flags`` ("default" in the
+    node-spec 6.0 table) and may repeat the others ("fixed") only with their value.
     """
 
     supports_since = False
     is_chronological = False
     is_since_comparable = True
-    datasets: tuple[str, ...] = ()  # the datasets it reads (dependencies, signalling)
+    settable_flags: frozenset[str] = frozenset()
+    datasets: tuple[str, ...] = ()  # the datasets it reads (dependencies, signalling, populated input)
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         self.config = config
         self.context = context
+        self.configure_flags(config)
+
+    @classmethod
+    def schema_properties(cls) -> dict[str, Any]:
+        """The config properties of every source type: its continuation flags (a fixed one ``readOnly``)
+        and ``initial_since_value``. The registry adds them to the type's JSON Schema."""
+        properties: dict[str, Any] = {}
+        for flag in CONTINUATION_FLAGS:
+            properties[flag] = {"type": "boolean", "default": getattr(cls, flag)}
+            if flag not in cls.settable_flags:
+                properties[flag]["readOnly"] = True
+        properties["initial_since_value"] = {}
+        return properties
+
+    def configure_flags(self, config: Mapping[str, Any]) -> None:
+        """Take the continuation flags the config sets; a fixed flag set to another value is a ConfigError."""
+        for flag in CONTINUATION_FLAGS:
+            if flag not in config:
+                continue
+            value = config[flag]
+            if flag in self.settable_flags:
+                setattr(self, flag, bool(value))
+            elif value != getattr(self, flag):
+                fixed = orjson.dumps(getattr(self, flag)).decode()
+                raise ConfigError(f"is fixed to {fixed} for source type {config.get('type')!r}",
+                                  where=f"{self.where}.{flag}")
+
+    @property
+    def where(self) -> str:
+        """The source's place in the config, for errors (``pipe x: source``)."""
+        return f"pipe {self.context.pipe_id}: {self.context.where}"
+
+    @property
+    def continuation(self) -> str:
+        """The continuation strategy (node-spec 4.3): ``chronological``, ``max`` or ``none``."""
+        if self.supports_since and self.is_chronological:
+            return "chronological"
+        if self.supports_since and self.is_since_comparable:
+            return "max"
+        return "none"
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -54,8 +117,21 @@ class Source:
         return None
 
     def is_populated(self) -> bool:
-        """Whether the source's content reflects one complete read of its producer (node-spec 2.5)."""
-        return True
+        """Whether the source's content reflects one complete read of its producer (node-spec 2.5); a source
+        that reads no dataset counts as populated."""
+        return not self.unpopulated()
+
+    def unpopulated(self) -> list[str]:
+        """The input datasets that keep the source from being populated (node-spec 2.5)."""
+        return []
+
+    @property
+    def require_populated_input(self) -> bool:
+        """Whether runs wait until the input is populated (node-spec 2.5, 6.0): for dataset-reading sources
+        the source's ``require_populated_input``, else the node's global default (false)."""
+        if not self.datasets:
+            return False
+        return bool(setting(self.config, self.context.metadata, "require_populated_input", False))
 
     @property
     def dataset_source(self) -> str | None:
@@ -111,6 +187,14 @@ class Sink:
     def save_state(self, state: dict[str, Any]) -> DatasetWrite:
         """The write that commits ``state`` alone (returns 0)."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def on_load(self) -> DatasetWrite | None:
+        """The write to make when the pipe is loaded or configured, if any."""
+        return None
+
+    def begin_run(self) -> DatasetWrite | None:
+        """The write to make at the start of every run (after :meth:`begin_full_run`), if any."""
+        return None
 
     def finish(self, *, populated: bool) -> DatasetWrite | None:
         """The write to make after a successful run, if any."""

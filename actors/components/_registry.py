@@ -44,7 +44,9 @@ _loaded = False
 
 
 def component(kind: str, type_name: str, schema: dict[str, Any]) -> Callable[[type], type]:
-    """Class decorator: register a component type with the JSON Schema of its config."""
+    """Class decorator: register a component type with the JSON Schema of its config. A class with a
+    ``schema_properties()`` class method (sources: the continuation flags) contributes those properties;
+    the ones ``schema`` names win."""
     if kind not in KINDS:
         raise ValueError(f"unknown component kind {kind!r}")
 
@@ -54,8 +56,9 @@ def component(kind: str, type_name: str, schema: dict[str, Any]) -> Callable[[ty
             raise RuntimeError(f"{kind} type {type_name!r} registered twice")
         full_schema = {"type": "object", "required": ["type"], **schema}
         full_schema.setdefault("properties", {})
+        common = getattr(cls, "schema_properties", None)
         full_schema["properties"] = {"type": {"const": type_name}, "comment": {},
-                                     **full_schema["properties"]}
+                                     **(common() if common is not None else {}), **full_schema["properties"]}
         jsonschema.Draft202012Validator.check_schema(full_schema)
         _SPECS[key] = ComponentSpec(kind, type_name, cls, full_schema, (cls.__doc__ or "").strip())
         return cls

@@ -35,6 +35,12 @@ class ConditionalSink(Sink):
     def save_state(self, state: dict[str, Any]) -> DatasetWrite:
         return self.chosen.save_state(state)
 
+    def on_load(self) -> DatasetWrite | None:
+        return self.chosen.on_load()
+
+    def begin_run(self) -> DatasetWrite | None:
+        return self.chosen.begin_run()
+
     def finish(self, *, populated: bool) -> DatasetWrite | None:
         return self.chosen.finish(populated=populated)
 

@@ -1,4 +1,10 @@
-"""The ``dataset`` sink: change-tracked writes with the pipe's state in the same batch (node-spec 8.1)."""
+"""The ``dataset`` sink: change-tracked writes with the pipe's state in the same batch (node-spec 8.1).
+
+``set_initial_offset`` (node-spec 2.5) decides when the sink dataset is marked populated:
+``if-source-populated`` (default) after a successful run whose source is populated, ``always`` after every
+successful run, ``initially`` at the start of every run, ``onload`` when the pipe is loaded or configured
+(the node applies :meth:`DatasetSink.on_load`), ``never`` not at all.
+"""
 
 from __future__ import annotations
 
@@ -61,11 +67,21 @@ class DatasetSink(Sink):
     def save_state(self, state: dict[str, Any]) -> DatasetWrite:
         return state_write(self.dataset, self.state_key, state)
 
+    def on_load(self) -> DatasetWrite | None:
+        return self._populate() if self.initial_offset == "onload" else None
+
+    def begin_run(self) -> DatasetWrite | None:
+        return self._populate() if self.initial_offset == "initially" else None
+
     def finish(self, *, populated: bool) -> DatasetWrite | None:
         policy = self.initial_offset
         if policy == "always" or (policy == "if-source-populated" and populated):
-            return DatasetWrite(self.dataset, _set_populated)
+            return self._populate()
         return None
+
+    def _populate(self) -> DatasetWrite:
+        """The write that marks the sink dataset populated."""
+        return DatasetWrite(self.dataset, _set_populated)
 
 
 def _set_populated(dataset: storage.Dataset) -> None:

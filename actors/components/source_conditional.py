@@ -8,12 +8,12 @@ The transform and sink variants (node-spec 7.6, 8.5) reuse :func:`build_alternat
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 
-from ._base import BuildContext, Source
+from ._base import CONTINUATION_FLAGS, BuildContext, Source
 from ._registry import ConfigError, component, lookup
 
 __all__ = ["CONDITIONAL_SCHEMA", "ConditionalSource", "build_alternative"]
@@ -48,7 +48,8 @@ def build_alternative(kind: str, config: dict[str, Any], context: BuildContext) 
 
 @component("source", "conditional", CONDITIONAL_SCHEMA)
 class ConditionalSource(Source):
-    """Builds the alternative selected by ``condition`` and behaves exactly like it."""
+    """Builds the alternative selected by ``condition`` and behaves exactly like it (its continuation flags
+    are the chosen alternative's)."""
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         super().__init__(config, context)
@@ -58,6 +59,16 @@ class ConditionalSource(Source):
         self.is_since_comparable = self.chosen.is_since_comparable
         self.datasets = self.chosen.datasets
 
+    @classmethod
+    def schema_properties(cls) -> dict[str, Any]:
+        return {}  # the flags belong to the alternatives
+
+    def configure_flags(self, config: Mapping[str, Any]) -> None:
+        for flag in CONTINUATION_FLAGS:
+            if flag in config:
+                raise ConfigError("set it on the alternatives: a conditional source takes the chosen one's flags",
+                                  where=f"{self.where}.{flag}")
+
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:
         return self.chosen.read(since, batch_size)
 
@@ -66,6 +77,13 @@ class ConditionalSource(Source):
 
     def is_populated(self) -> bool:
         return self.chosen.is_populated()
+
+    def unpopulated(self) -> list[str]:
+        return self.chosen.unpopulated()
+
+    @property
+    def require_populated_input(self) -> bool:
+        return self.chosen.require_populated_input
 
     @property
     def dataset_source(self) -> str | None:

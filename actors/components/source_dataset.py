@@ -20,7 +20,6 @@ from ._registry import component
         "supports_signalling": {"type": "boolean"},
         "require_populated_input": {"type": "boolean"},
         "if_source_empty": {"enum": ["accept", "fail"]},
-        "initial_since_value": {},
     },
 })
 class DatasetSource(Source):
@@ -28,7 +27,7 @@ class DatasetSource(Source):
     every version with ``include_previous_versions``; deletes included so they propagate."""
 
     supports_since = True
-    is_chronological = True
+    is_chronological = True  # all three flags fixed (node-spec 6.0)
 
     def __init__(self, config: dict[str, Any], context: Any) -> None:
         super().__init__(config, context)
@@ -63,6 +62,6 @@ class DatasetSource(Source):
         dataset = self.context.datasets.get(self.name)
         return None if dataset is None or dataset.next_offset == 0 else dataset.next_offset - 1
 
-    def is_populated(self) -> bool:
+    def unpopulated(self) -> list[str]:
         dataset = self.context.datasets.get(self.name)
-        return dataset is not None and dataset.populated
+        return [] if dataset is not None and dataset.populated else [self.name]

@@ -13,7 +13,7 @@ from ._registry import component
 class EmptySource(Source):
     """Yields no entities (a full run with a dataset sink then deletes everything, unless told to fail)."""
 
-    is_chronological = True
+    is_chronological = True  # all three flags fixed (node-spec 6.0)
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:
         return iter(())

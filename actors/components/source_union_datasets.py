@@ -28,12 +28,11 @@ MULTI_DATASET_PROPERTIES: dict[str, Any] = {
     "require_populated_input": {"type": "boolean"},
     "supports_signalling": {"type": "boolean"},
     "if_source_empty": {"enum": ["accept", "fail"]},
-    "initial_since_value": {},
 }
 
 
 class MultiDatasetSource(Source):
-    """A chronological source over several datasets with a per-dataset offset."""
+    """A chronological source over several datasets with a per-dataset offset (continuation flags fixed)."""
 
     supports_since = True
     is_chronological = True
@@ -68,15 +67,15 @@ class MultiDatasetSource(Source):
     def end_offset(self) -> Any | None:
         return {name: dataset.next_offset - 1 for _i, name, dataset in self.open_datasets() if dataset.next_offset}
 
-    def is_populated(self) -> bool:
+    def unpopulated(self) -> list[str]:
+        """The ``initial_datasets`` (all ``datasets`` by default) not populated; a missing one counts only
+        without ``ignore_non_existent_datasets``."""
+        found = []
         for name in self.initial:
             dataset = self.context.datasets.get(name)
-            if dataset is None:
-                if not self.ignore_missing:
-                    return False
-            elif not dataset.populated:
-                return False
-        return True
+            if (dataset is None and not self.ignore_missing) or (dataset is not None and not dataset.populated):
+                found.append(name)
+        return found
 
     @staticmethod
     def batches(entities: Iterable[dict[str, Any] | None], offsets: dict[str, int],

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 import storage
-from actors import Datasets, DatasetWrite, PipeRunError, RunResult, Supervisor
+from actors import Datasets, DatasetWrite, PipeRunError, RunResult, Supervisor, run_pipeline
 from actors._events import EventBus, Subscription
 from actors._pump import PipeActor, PumpConflict, PumpOperationError
 from actors.testing import EventLog, run_in_thread, thread_aware_mock_clock
@@ -90,8 +90,9 @@ class Node:
         self.seen: list[dict[str, Any]] = []
 
     def actor(self, runner: FakeRunner, **options: Any) -> PipeActor:
+        options.setdefault("driver", run_in_thread)  # runner doubles run in a thread; real runners in stages
         return PipeActor(runner, store=self.store, datasets=self.datasets, bus=self.bus, clock=mock_wall_clock,
-                         driver=run_in_thread, **options)
+                         **options)
 
     def drain(self) -> list[dict[str, Any]]:
         while True:
@@ -622,7 +623,8 @@ async def test_the_pump_drives_the_real_engine(node: Node, autojump_clock: trio.
                           node.datasets)
     downstream = build_runner({"_id": "down", "type": "pipe", "source": {"type": "dataset", "dataset": "src"}},
                               node.datasets)
-    first, second = node.actor(source), node.actor(downstream)  # type: ignore[arg-type]
+    first = node.actor(source, driver=run_pipeline)  # type: ignore[arg-type]
+    second = node.actor(downstream, driver=run_pipeline)  # type: ignore[arg-type]
     assert (await first.run_once())["changes"] == 2
     assert (await first.run_once())["changes"] == 0  # a noop: not logged
     assert [e["_id"] for e in node.log("src")] == ["pump-started", "pump-completed"]
@@ -633,3 +635,147 @@ async def test_the_pump_drives_the_real_engine(node: Node, autojump_clock: trio.
     await second.operate("set-last-seen-to-end")
     assert second.pump_json()["runtime"]["last-seen"] == "1"
     assert [e["_id"] for e in node.datasets.open("down").iter_entities()] == ["a", "b"]
+
+
+class GatedWriters:
+    """Writers that hold the n-th write until released (a run caught in the middle)."""
+
+    def __init__(self, datasets: Datasets, hold_at: int) -> None:
+        from actors import DatasetWriters
+
+        self.inner = DatasetWriters(datasets)
+        self.count = 0
+        self.hold_at = hold_at
+        self.holding = trio.Event()
+        self.release = trio.Event()
+
+    async def apply(self, write: DatasetWrite) -> Any:
+        self.count += 1
+        if self.count == self.hold_at:
+            self.holding.set()
+            await self.release.wait()
+        return await self.inner.apply(write)
+
+
+async def test_the_pump_shows_the_progress_of_a_run_in_progress(node: Node) -> None:
+    from actors import build_runner
+
+    build_runner({"_id": "src", "type": "pipe", "source": {"type": "embedded", "entities": [
+        {"_id": f"e{i:03}"} for i in range(100)]}}, node.datasets).run()
+    runner = build_runner({"_id": "down", "type": "pipe", "batch_size": 10, "pump": {"mode": "manual"},
+                           "source": {"type": "dataset", "dataset": "src"}}, node.datasets)
+    writers = GatedWriters(node.datasets, hold_at=4)  # the full run's start, then batches 1-3
+    actor = PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.bus, writers=writers)
+    async with running(actor):
+        await actor.operate("start")
+        await writers.holding.wait()
+        runtime = actor.pump_json()["runtime"]
+        assert runtime["is-running"] is True and runtime["sync-type"] == "full"
+        assert 30 <= runtime["progress"]["processed"] < 100  # read ahead of the held write, but bounded
+        assert runtime["last-seen"] == "19"  # two batches committed
+        writers.release.set()
+        await actor.wait_idle()
+    runtime = actor.pump_json()["runtime"]
+    assert runtime["progress"]["processed"] == 100 and runtime["last-seen"] == "99"
+
+
+# -- populated input and sinks ---------------------------------------------------------------------------------------
+
+
+async def test_a_run_over_unpopulated_input_completes_as_skipped_and_is_a_noop(
+    node: Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    from actors import build_runner
+
+    with node.datasets.writing("in") as dataset:
+        dataset.write([{"_id": "a"}])
+    config = {"_id": "p", "type": "pipe", "pump": {"mode": "manual"},
+              "source": {"type": "dataset", "dataset": "in", "require_populated_input": True}}
+    actor = node.actor(build_runner(config, node.datasets), driver=run_pipeline)
+    event = await actor.run_once()
+    assert event["type"] == "pump-completed" and "'in'" in event["skipped"] and event["processed"] == 0
+    assert node.log() == []  # a skipped run changed nothing: not logged
+    assert actor.pump_json()["runtime"]["last-message"] == event["skipped"]
+    assert actor.pump_json()["runtime"]["last-seen"] is None and not node.datasets.exists("p")
+
+    verbose = {**config, "pump": {"mode": "manual", "log_events_noop_runs": True}}
+    logged = node.actor(build_runner(verbose, node.datasets), driver=run_pipeline)
+    await logged.run_once()
+    assert [(e["_id"], e.get("skipped", "").startswith("the run was skipped")) for e in node.log()] == [
+        ("pump-started", False), ("pump-completed", True)]
+
+    node.datasets.open("in").set_populated(True)
+    ran = await actor.run_once()
+    assert "skipped" not in ran and ran["processed"] == 1 and ran["changes"] == 1
+    assert actor.pump_json()["runtime"]["last-message"] == "Completed"
+
+
+async def test_a_skipped_scheduled_run_does_not_use_up_a_rescan_turn(
+    node: Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    from actors import build_runner
+
+    with node.datasets.writing("in") as dataset:
+        dataset.write([{"_id": "a"}])
+    config = {"_id": "p", "type": "pipe", "pump": {"schedule_interval": 10, "rescan_run_count": 2},
+              "source": {"type": "dataset", "dataset": "in", "require_populated_input": True}}
+    actor = node.actor(build_runner(config, node.datasets), driver=run_pipeline)
+    async with running(actor):
+        await trio.sleep(25)  # two skipped runs
+        assert [e.get("skipped") is not None for e in node.drain() if e["type"] == "pump-completed"] == [True, True]
+        assert node.store.get("pump", "p")["scheduled_runs"] == 0
+        node.datasets.open("in").set_populated(True)
+        await trio.sleep(20)
+    completed = [e for e in node.drain() if e["type"] == "pump-completed"]
+    assert [e["sync_type"] for e in completed[2:]] == ["full", "full"]  # the first, then the rescan
+    assert [e.get("skipped") for e in completed[2:]] == [None, None]
+
+
+def startup_pipe(pipe_id: str, **pump: Any) -> dict[str, Any]:
+    return {"_id": pipe_id, "type": "pipe", "pump": {"schedule_interval": 3600, **pump},
+            "source": {"type": "embedded", "entities": [{"_id": "a"}]}}
+
+
+async def test_run_at_startup_if_not_populated_runs_only_while_the_sink_is_unpopulated(
+    node: Node, autojump_clock: trio.testing.MockClock
+) -> None:
+    from actors import build_runner
+
+    seen = 0
+
+    def started() -> list[str]:
+        """The origins of the runs started since the last call."""
+        nonlocal seen
+        events = node.drain()
+        new, seen = events[seen:], len(events)
+        return [e["origin"] for e in new if e["type"] == "pump-started"]
+
+    config = startup_pipe("p", run_at_startup_if_not_populated=True)
+    actor = node.actor(build_runner(config, node.datasets), driver=run_pipeline)
+    async with running(actor):
+        await trio.sleep(1)
+    assert started() == ["startup"] and node.datasets.open("p").populated
+    again = node.actor(build_runner(config, node.datasets), driver=run_pipeline)  # the next node start
+    async with running(again):
+        await trio.sleep(1)
+    assert started() == []
+
+    node.datasets.open("p").set_populated(False)
+    plain = node.actor(build_runner(startup_pipe("p"), node.datasets), driver=run_pipeline)
+    async with running(plain):
+        await trio.sleep(1)
+    assert started() == []  # not asked for
+
+    by_default = node.actor(build_runner(startup_pipe("p"), node.datasets,
+                                         {"global_defaults": {"run_at_startup_if_not_populated": True}}),
+                            driver=run_pipeline)
+    async with running(by_default):
+        await trio.sleep(1)
+    assert started() == ["startup"]  # the node's global default
+    overridden = node.actor(build_runner(startup_pipe("p", run_at_startup_if_not_populated=False), node.datasets,
+                                         {"global_defaults": {"run_at_startup_if_not_populated": True}}),
+                            driver=run_pipeline)
+    node.datasets.open("p").set_populated(False)
+    async with running(overridden):
+        await trio.sleep(1)
+    assert started() == []  # the pump's own setting wins

@@ -34,6 +34,7 @@ class FakeRunner:
         self.source_datasets = [source["dataset"]] if "dataset" in source else []
         self.tracked_datasets: list[str] = list(config.get("hops", []))
         self.sink_dataset = config["_id"]
+        self.signalling = config.get("signalling", True)
 
 
 class FakeActor:
@@ -172,7 +173,9 @@ async def test_a_commit_with_new_versions_wakes_the_pipes_that_read_the_dataset(
     log: list[tuple[str, str]] = []
     async with open_node(tmp_path, fake_engine(log)) as node:
         await node.apply_config([pipe("a"), pipe("b", source={"type": "dataset", "dataset": "a"}),
-                                 pipe("c", hops=["a"]), pipe("d")])
+                                 pipe("c", hops=["a"]), pipe("d"),
+                                 pipe("e", source={"type": "dataset", "dataset": "a"}, signalling=False),
+                                 pipe("f", hops=["a"], signalling=False)])
         await settle()
 
         def write(*entities: dict[str, Any]) -> DatasetWrite:
@@ -180,11 +183,11 @@ async def test_a_commit_with_new_versions_wakes_the_pipes_that_read_the_dataset(
 
         assert await node.writers.apply(write({"_id": "x", "n": 1})) == 1
         await settle()
-        assert [node.pipe(p).actor.woken for p in "abcd"] == [0, 1, 1, 0]
+        assert [node.pipe(p).actor.woken for p in "abcdef"] == [0, 1, 1, 0, 0, 0]  # e, f: signalling is off
         assert node.writers.running() == ["a"]  # written by the dataset's actor
         assert await node.writers.apply(write({"_id": "x", "n": 1})) == 0  # unchanged: nobody is woken
         await settle()
-        assert [node.pipe(p).actor.woken for p in "abcd"] == [0, 1, 1, 0]
+        assert [node.pipe(p).actor.woken for p in "abcdef"] == [0, 1, 1, 0, 0, 0]
 
 
 async def test_operations_after_stop_runs_are_refused(tmp_path: Any) -> None:
