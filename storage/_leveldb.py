@@ -1,19 +1,27 @@
 """Opening LevelDB databases with options tuned for the node's write pattern: two option profiles.
 
 Each open database costs memory of its own: a memtable of up to ``write_buffer_size`` (two while one is
-being flushed) and a block cache of up to ``lru_cache_size``, plus its table files mapped into memory.
+being flushed) and a block cache of up to ``lru_cache_size`` (both anonymous memory), plus the table files
+its table cache keeps open, ``max_open_files - 10`` of them (about 2 MiB each): LevelDB maps them into
+memory, so every page a read touches, a scan all of them, counts in the process's RSS (file-backed) until
+the table leaves the cache.
 
 :attr:`LevelDBOptions.BULK`
     For bulk loads into one database at a time (``sesamd dataset import``, the storage benchmark): a
     64 MiB write buffer, which measured about 5x faster than LevelDB's default 4 MiB on bulk appends of log
-    and index entries (these throttle on LevelDB's level-0 limits), and a 32 MiB cache. Up to
-    160 MiB per database.
+    and index entries (these throttle on LevelDB's level-0 limits; 500k entities: about 150k/s against
+    55-60k/s with the node profile), a 32 MiB cache and 256 open files: up to 160 MiB of buffers and about
+    500 MiB of mapped tables per database.
 :attr:`LevelDBOptions.NODE`
     For the running node, where a pipe has two or three datasets open (source, sink, the datasets it
-    hops into) and the node many: a 16 MiB write buffer and an 8 MiB cache, up to 40 MiB per database.
-    Measured with ``scripts/bench/pipe.py`` (1M entities): the pump's throughput is within noise of the
-    bulk profile's (pipes write a batch at a time, far below either buffer) while its peak RSS is about
-    200 MB lower. ``sesamd serve --dataset-write-buffer-mb/--dataset-cache-mb`` change it.
+    hops into) and the node many: an 8 MiB write buffer, an 8 MiB cache and 74 open files (LevelDB's
+    minimum: 64 cached tables): up to 24 MiB of buffers and about 150 MiB of mapped tables per database.
+    Measured with ``scripts/bench/pipe.py`` (1M source entities, hop pipe run by the node's pump), peak
+    RSS 437 MB with the bulk profile, 279 MB with a 16 MiB buffer and 257 MB with this one, at the same
+    throughput: pipes write far slower than even the small buffer absorbs. The cost: random reads in a
+    dataset of more than 64 table files (about 150 MB on disk) reopen tables, measured 118 -> 195 us per
+    ``Dataset.get`` in a 1M-entity dataset. ``sesamd serve --dataset-write-buffer-mb/--dataset-cache-mb``
+    change the buffers.
 
 Both use a bloom filter (10 bits per key), which makes index misses (new ids) cheap.
 """
@@ -30,6 +38,7 @@ __all__ = ["open_db", "LevelDBOptions", "MIB", "TUNED_OPTIONS"]
 
 MIB = 1 << 20
 MAX_WRITE_BUFFER = 1 << 30  # LevelDB clips larger write buffers to 1 GiB
+MIN_OPEN_FILES = 74  # LevelDB raises smaller max_open_files to this (64 table files + 10 others)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +53,7 @@ class LevelDBOptions:
     lru_cache_size: int
     """The block cache (uncompressed table blocks) of the database."""
     max_open_files: int = 256
+    """Files the database keeps open: ``max_open_files - 10`` table files, memory-mapped (at least 74)."""
     block_size: int = 16 << 10
     bloom_filter_bits: int = 10
 
@@ -53,7 +63,7 @@ class LevelDBOptions:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            minimum = 0 if f.name == "bloom_filter_bits" else 1
+            minimum = {"bloom_filter_bits": 0, "max_open_files": MIN_OPEN_FILES}.get(f.name, 1)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"LevelDB option {f.name} must be an integer >= {minimum}, not {value!r}")
         if self.write_buffer_size > MAX_WRITE_BUFFER:
@@ -74,8 +84,9 @@ class LevelDBOptions:
         return 2 * self.write_buffer_size + self.lru_cache_size
 
     def describe(self) -> str:
-        """E.g. ``write buffer 16 MiB, cache 8 MiB``."""
-        return f"write buffer {_mib(self.write_buffer_size)}, cache {_mib(self.lru_cache_size)}"
+        """E.g. ``write buffer 8 MiB, cache 8 MiB, 74 open files``."""
+        return (f"write buffer {_mib(self.write_buffer_size)}, cache {_mib(self.lru_cache_size)}, "
+                f"{self.max_open_files} open files")
 
 
 def _mib(size: int) -> str:
@@ -83,7 +94,8 @@ def _mib(size: int) -> str:
 
 
 LevelDBOptions.BULK = LevelDBOptions(write_buffer_size=64 * MIB, lru_cache_size=32 * MIB)
-LevelDBOptions.NODE = LevelDBOptions(write_buffer_size=16 * MIB, lru_cache_size=8 * MIB)
+LevelDBOptions.NODE = LevelDBOptions(write_buffer_size=8 * MIB, lru_cache_size=8 * MIB,
+                                     max_open_files=MIN_OPEN_FILES)
 
 TUNED_OPTIONS: dict[str, Any] = LevelDBOptions.BULK.plyvel_kwargs()
 """The bulk profile as ``plyvel.DB`` keyword arguments (for code that opens plyvel directly)."""

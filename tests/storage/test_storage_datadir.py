@@ -151,18 +151,19 @@ def test_option_profiles() -> None:
     assert node.write_buffer_size < bulk.write_buffer_size and node.lru_cache_size < bulk.lru_cache_size
     assert node.memory_budget == 2 * node.write_buffer_size + node.lru_cache_size
     assert node.memory_budget <= 48 * MIB  # a pipe with three datasets open stays far below the 300 MB target
+    assert node.max_open_files == 74  # LevelDB's minimum: 64 memory-mapped table files per database
     assert bulk.plyvel_kwargs() == {"write_buffer_size": 64 * MIB, "lru_cache_size": 32 * MIB,
                                     "max_open_files": 256, "block_size": 16 << 10, "bloom_filter_bits": 10}
     smaller = node.replace(write_buffer_size=2 * MIB)
     assert smaller.write_buffer_size == 2 * MIB and smaller.lru_cache_size == node.lru_cache_size
-    assert node.write_buffer_size == 16 * MIB  # replace copies
-    assert "write buffer 2 MiB, cache 8 MiB" in smaller.describe()
+    assert node.write_buffer_size == 8 * MIB  # replace copies
+    assert smaller.describe() == "write buffer 2 MiB, cache 8 MiB, 74 open files"
 
 
 @pytest.mark.parametrize("changes", [
     {"write_buffer_size": 0}, {"write_buffer_size": -1}, {"lru_cache_size": 0}, {"max_open_files": 0},
     {"block_size": 1.5}, {"lru_cache_size": "8"}, {"write_buffer_size": True}, {"bloom_filter_bits": -1},
-    {"write_buffer_size": (1 << 30) + 1},
+    {"write_buffer_size": (1 << 30) + 1}, {"max_open_files": 73},
 ])
 def test_invalid_options(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=next(iter(changes))):
@@ -204,14 +205,14 @@ def test_datadir_with_the_bulk_profile_or_own_options(tmp_path: Path, plyvel_cal
         assert dataset.options is LevelDBOptions.BULK
         dataset.write([{"_id": "x"}])
     assert _sizes(plyvel_calls[-1][1]) == (64 * MIB, 32 * MIB)
-    own = LevelDBOptions(write_buffer_size=3 * MIB, lru_cache_size=5 * MIB, max_open_files=50, block_size=4096)
+    own = LevelDBOptions(write_buffer_size=3 * MIB, lru_cache_size=5 * MIB, max_open_files=100, block_size=4096)
     with DataDir(tmp_path, options=own).open_dataset("a") as dataset:  # the same data, other options
         assert dataset.options == own
         assert dataset.get("x") is not None
     assert plyvel_calls[-1][1] == {**own.plyvel_kwargs(), "create_if_missing": True}
     with Dataset(tmp_path / "plain") as dataset:  # opened directly: the node profile too
         assert dataset.options == LevelDBOptions.NODE
-    assert _sizes(plyvel_calls[-1][1]) == (16 * MIB, 8 * MIB)
+    assert _sizes(plyvel_calls[-1][1]) == (8 * MIB, 8 * MIB)
 
 
 def _table_files(path: Path) -> list[Path]:
@@ -219,7 +220,7 @@ def _table_files(path: Path) -> list[Path]:
 
 
 def test_the_write_buffer_size_reaches_leveldb(tmp_path: Path) -> None:
-    """About 3 MB of writes: LevelDB flushes memtables to table files with a 256 KiB write buffer, not with 16 MiB."""
+    """About 3 MB of writes: LevelDB flushes memtables to table files with a 256 KiB write buffer, not with 8 MiB."""
     small = LevelDBOptions.NODE.replace(write_buffer_size=256 << 10)
     batches = [[{"_id": f"e{b}-{i}", "text": f"{b}/{i}" * 40} for i in range(200)] for b in range(40)]
     for name, options, flushed in (("small", small, True), ("node", LevelDBOptions.NODE, False)):
