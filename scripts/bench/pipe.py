@@ -43,7 +43,9 @@ with the pump and its baseline alternating which goes first:
 
 Targets: pump throughput >= 80 % of its baseline (flat and hop); full re-run time / incremental time
 >= 1000; peak RSS of a process pumping N entities < 300 MB (the pump children's peak RSS, whole process).
-Median of ``--rounds`` rounds (default 3); the garbage collector stays on.
+Median of ``--rounds`` rounds (default 3). Every measured child tunes its process as ``sesamd serve``
+does (``sesamd._process``: two malloc arenas, a raised garbage-collector threshold, start-up objects frozen
+before the timed part), the pump and its baseline alike; the collector stays on.
 
 Memory, per child: ``peak_rss`` is the kernel's peak of the whole resident set (``ru_maxrss``, the target's
 figure); ``peak_rss_anon`` and ``peak_rss_file`` are the peaks of its anonymous part (heap: Python
@@ -55,7 +57,6 @@ shared libraries; the kernel can drop these pages), sampled from ``/proc/self/st
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import sys
@@ -79,6 +80,7 @@ import trio.testing  # noqa: E402
 
 import dtl  # noqa: E402
 import storage  # noqa: E402
+from sesamd._process import freeze_startup, tune_process  # noqa: E402
 
 QUICK_N = 100_000
 FULL_N = 1_000_000
@@ -277,7 +279,7 @@ def baseline(root: str, workload: str, sink_name: str, batch_size: int = BATCH,
     lookup = datasets.lookup
     loads, decode, encode = storage.loads, storage.decode, storage.encode
     run, write = compiled.run, sink.write
-    gc.collect()
+    freeze_startup()
     rss_before = _common.rss()[0]
     n = written = 0
     start = time.perf_counter()
@@ -338,7 +340,7 @@ def pump(root: str, workload: str, sink_name: str, via: str = "node", batch_size
 
             datasets = _datasets(root, profile)
             runner = build_runner(config, datasets)
-            gc.collect()
+            freeze_startup()
             rss_before = _common.rss()[0]
             start = time.perf_counter()
             event = await _thread_run(runner, "full")
@@ -351,7 +353,7 @@ def pump(root: str, workload: str, sink_name: str, via: str = "node", batch_size
 
         async with open_node(root, dataset_options=dataset_options(profile)) as node:
             await _apply(node, [config])
-            gc.collect()
+            freeze_startup()
             rss_before = _common.rss()[0]
             start = time.perf_counter()
             event = await _pump_run(node, pipe_id, "full")
@@ -405,7 +407,7 @@ def deps(root: str, n: int, rounds: int, via: str = "node", changes: int = DEP_C
                 raise AssertionError(f"deps: the initial run wrote {first['changes']} entities, expected {n}")
             step = 0
             for _r in range(rounds):
-                gc.collect()
+                freeze_startup()
                 start = time.perf_counter()
                 event = await run("full")
                 full_seconds.append(time.perf_counter() - start)
@@ -421,7 +423,7 @@ def deps(root: str, n: int, rounds: int, via: str = "node", changes: int = DEP_C
                         with datasets.writing(LEDGER) as ledger:
                             return ledger.write([entry]).appended
 
-                    gc.collect()
+                    freeze_startup()
                     start = time.perf_counter()
                     appended = await trio.to_thread.run_sync(change)
                     event = await run("auto")
@@ -465,9 +467,11 @@ def _run_phase(phase: str, args: dict[str, Any]) -> dict[str, Any]:
     if phase == "setup":
         return setup(root, args["n"], args["m"])
     if phase == "deps":
+        tune_process()
         return deps(root, args["n"], args["rounds"], args.get("via", "node"), args.get("changes", DEP_CHANGES),
                     profile)
     workload, kind = phase.split(".")
+    tune_process()  # as `sesamd serve` does, for the pump and its baseline alike
     if kind == "pump":
         return pump(root, workload, args["sink"], args.get("via", "node"), args.get("batch", BATCH), profile)
     if kind == "baseline":

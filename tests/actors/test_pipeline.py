@@ -3,6 +3,7 @@ continuation strategies of the engine core."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -247,3 +248,48 @@ def test_writes_are_values_until_applied(datasets: Datasets) -> None:
     for write in ends:
         datasets.apply(write)
     assert datasets.open("out").populated
+
+
+@pytest.mark.parametrize(("overlap_writes", "most_at_once"), [(False, 1), (True, 2)])
+async def test_a_runs_stages_take_turns_unless_writes_may_overlap(
+    datasets: Datasets, overlap_writes: bool, most_at_once: int
+) -> None:
+    import threading
+    import time
+
+    people(datasets, 100)
+    runner = build_runner(copy_pipe("out"), datasets)
+    active, peak, guard = [0], [0], threading.Lock()
+
+    def busy(function: Any) -> Any:
+        def wrapped(*args: Any) -> Any:
+            with guard:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            try:
+                time.sleep(0.002)  # widen the window in which another stage could run
+                return function(*args)
+            finally:
+                with guard:
+                    active[0] -= 1
+        return wrapped
+
+    original_begin = runner.begin
+
+    def begin(kind: str = "auto") -> Any:
+        run = original_begin(kind)
+        run.transform = busy(run.transform)
+        original_write = run.write
+
+        def write(work: Any) -> DatasetWrite:
+            planned = original_write(work)
+            return dataclasses.replace(planned, apply=busy(planned.apply))
+
+        run.write = write
+        return run
+
+    runner.begin = begin  # type: ignore[method-assign]
+    async with node_writers(datasets) as writers:
+        result = await run_pipeline(runner, writers=writers, overlap_writes=overlap_writes)
+    assert result.processed == 100 and len(latest(datasets, "out")) == 100
+    assert peak[0] == most_at_once

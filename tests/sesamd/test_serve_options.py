@@ -3,6 +3,7 @@ reach the node's datasets; bad values are usage errors; ``sesamd dataset import`
 
 from __future__ import annotations
 
+import gc
 import json
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +29,7 @@ def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         calls.append({"data_dir": data_dir, **kwargs})
 
     monkeypatch.setattr(_serve, "serve", fake_serve)
-    monkeypatch.setattr(_serve, "_limit_malloc_arenas", lambda: None)
+    monkeypatch.setattr(_serve, "tune_process", lambda: None)
     return calls
 
 
@@ -126,3 +127,17 @@ def test_dataset_import_uses_the_bulk_profile(tmp_path: Path, monkeypatch: pytes
     assert opened[-1]["lru_cache_size"] == storage.LevelDBOptions.BULK.lru_cache_size
     assert _cli.main(["dataset", "list", "--data-dir", data]) == 0  # reading: the node profile
     assert opened[-1]["write_buffer_size"] == NODE.write_buffer_size
+
+
+def test_process_tuning_raises_the_gc_threshold_and_freezes_startup_objects() -> None:
+    from sesamd import _process
+
+    before = gc.get_threshold()
+    try:
+        _process.tune_process()
+        assert gc.get_threshold() == _process.GC_THRESHOLD
+        _process.freeze_startup()
+        assert gc.get_freeze_count() > 1000  # modules, functions and the rest of this test process
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
