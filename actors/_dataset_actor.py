@@ -4,7 +4,8 @@ A :class:`DatasetActor` owns the writes to one dataset. Writers (pipe runs, pump
 send it :class:`~actors.DatasetWrite` values and wait for the outcome; it applies them in arrival order in
 a worker thread under the dataset's lock, several queued writes per thread hop, each its own LevelDB
 batch, and then announces the commit (the node wakes the pipes that read the dataset). A write that fails
-fails only its sender.
+fails only its sender. A sender may offer its own thread (``run_on``): a pipe run does, so that its batch
+is encoded and hashed on the thread (and core) that produced it; the actor still decides when.
 
 :class:`DatasetWriters` is the node's entry point: ``await writers.apply(write)`` starts the dataset's
 actor under the supervisor on first use. Without a supervisor (tests, tools) it applies writes in a
@@ -14,7 +15,8 @@ worker thread under the lock, the same single-writer guarantee without the actor
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from itertools import groupby
 from typing import Any
 
 import trio
@@ -22,7 +24,10 @@ import trio
 from ._datasets import Datasets, DatasetWrite
 from ._runtime import ActorRef, Supervisor
 
-__all__ = ["DatasetActor", "DatasetWriters", "WriterClosed"]
+__all__ = ["DatasetActor", "DatasetWriters", "RunOn", "WriterClosed"]
+
+RunOn = Callable[..., Awaitable[Any]]
+"""Runs ``function(*args)`` on some thread and returns its result, like ``trio.to_thread.run_sync``."""
 
 MAX_WRITES_PER_HOP = 16  # queued writes applied in one worker-thread call
 
@@ -32,10 +37,11 @@ class WriterClosed(RuntimeError):
 
 
 class _Request:
-    __slots__ = ("done", "error", "value", "write")
+    __slots__ = ("done", "error", "run_on", "value", "write")
 
-    def __init__(self, write: DatasetWrite) -> None:
+    def __init__(self, write: DatasetWrite, run_on: RunOn | None) -> None:
         self.write = write
+        self.run_on = run_on
         self.done = trio.Event()
         self.value: Any = None
         self.error: BaseException | None = None
@@ -63,8 +69,10 @@ class DatasetActor:
                     requests.append(mailbox.receive_nowait())
                 except trio.WouldBlock:
                     break
+            grew = False
             with trio.CancelScope(shield=True):  # a write taken from the mailbox is always answered
-                grew = await trio.to_thread.run_sync(self._apply, requests)
+                for run_on, group in groupby(requests, key=lambda r: r.run_on):
+                    grew |= await (run_on or trio.to_thread.run_sync)(self._apply, list(group))
                 for request in requests:
                     request.done.set()
             if grew and self._on_commit is not None:
@@ -109,17 +117,19 @@ class DatasetWriters:
         """The datasets that have a running actor."""
         return sorted(self._refs)
 
-    async def apply(self, write: DatasetWrite) -> Any:
-        """Have the dataset's single writer apply ``write``; returns what it returned, raises what it raised."""
+    async def apply(self, write: DatasetWrite, *, run_on: RunOn | None = None) -> Any:
+        """Have the dataset's single writer apply ``write``; returns what it returned, raises what it raised.
+
+        ``run_on`` offers the sender's thread for applying it (see the module docstring)."""
         name = write.dataset
         if name in self._closing:
             raise WriterClosed(f"dataset '{name}' is being removed")
         if self._supervisor is None:
-            value, grew = await trio.to_thread.run_sync(self._apply_locked, write)
+            value, grew = await (run_on or trio.to_thread.run_sync)(self._apply_locked, write)
             if grew and self._on_commit is not None:
                 self._on_commit(name)
             return value
-        request = _Request(write)
+        request = _Request(write, run_on)
         self._pending[name] += 1
         try:
             await self._ref(name).send(request)

@@ -39,9 +39,10 @@ OVERLAP_WRITES = False  # let the sink's write overlap the next batch's read and
 
 
 class Writer(Protocol):
-    """Applies dataset writes through each dataset's single writer (:class:`~actors.DatasetWriters`)."""
+    """Applies dataset writes through each dataset's single writer (:class:`~actors.DatasetWriters`);
+    ``run_on`` offers the run's thread to apply them on."""
 
-    async def apply(self, write: DatasetWrite) -> Any: ...
+    async def apply(self, write: DatasetWrite, *, run_on: Any = None) -> Any: ...
 
 
 async def run_pipeline(runner: PipeRunner, *, kind: str = "auto", writers: Writer,
@@ -84,12 +85,22 @@ class _Turn:
         self.overlap_writes = overlap_writes
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sesamd-run")
         self._token = trio.lowlevel.current_trio_token()
+        self.closed = False
 
     async def run_sync(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Call ``function`` on the run's thread when it is this stage's turn; like ``trio.to_thread``, a
-        call that has started always finishes (a cancellation takes effect after it), and it holds a token
-        of Trio's default thread limiter meanwhile."""
-        async with self.lock, trio.to_thread.current_default_thread_limiter():
+        """Call ``function`` on the run's thread when it is this stage's turn."""
+        async with self.lock:
+            return await self.call(function, *args)
+
+    async def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call ``function`` on the run's thread now (the sink dataset's actor does, in the sink's turn).
+
+        Like ``trio.to_thread.run_sync``: a call that has started always finishes (a cancellation takes
+        effect after it), and it holds a token of Trio's default thread limiter meanwhile. After the run
+        (a write still queued at the actor), it falls back to a pooled thread."""
+        if self.closed:
+            return await trio.to_thread.run_sync(function, *args)
+        async with trio.to_thread.current_default_thread_limiter():
             done = trio.Event()
             future = self._thread.submit(function, *args)
             future.add_done_callback(lambda _: self._token.run_sync_soon(done.set))
@@ -98,6 +109,7 @@ class _Turn:
             return future.result()
 
     def close(self) -> None:
+        self.closed = True
         self._thread.shutdown(wait=False)
 
 
@@ -124,11 +136,11 @@ async def _sink_stage(run: PipeRun, batches: trio.MemoryReceiveChannel[Work], wr
             if turn.overlap_writes:
                 await _timed_apply(run, writers, write)
             else:
-                async with turn.lock:
-                    await _timed_apply(run, writers, write)
+                async with turn.lock:  # the run's thread is free: offer it to the actor
+                    await _timed_apply(run, writers, write, turn.call)
 
 
-async def _timed_apply(run: PipeRun, writers: Writer, write: DatasetWrite) -> None:
+async def _timed_apply(run: PipeRun, writers: Writer, write: DatasetWrite, run_on: Any = None) -> None:
     started = time.perf_counter()
-    await writers.apply(write)
+    await writers.apply(write, run_on=run_on)
     run.result.sink_time += time.perf_counter() - started

@@ -101,8 +101,10 @@ _PARSE_PATTERNS = {
 _TOKEN_RE = re.compile(r"%(.)|(\s+)|([^%\s]+)|(%)\Z", re.DOTALL)
 
 
-def _tokens(fmt: str) -> list[tuple[str, str]]:
-    """Split a format string into ``("token", letter)``, ``("space", text)`` and ``("text", text)`` parts."""
+@lru_cache(maxsize=512)
+def _tokens(fmt: str) -> tuple[tuple[str, str], ...]:
+    """Split a format string into ``("token", letter)``, ``("space", text)`` and ``("text", text)`` parts
+    (cached: formatting a datetime with a constant format tokenizes it once)."""
     parts: list[tuple[str, str]] = []
     for match in _TOKEN_RE.finditer(fmt):
         letter, space, text, trailing = match.groups()
@@ -119,7 +121,7 @@ def _tokens(fmt: str) -> list[tuple[str, str]]:
             parts.append(("space", space))
         else:
             parts.append(("text", text))
-    return parts
+    return tuple(parts)
 
 
 @lru_cache(maxsize=512)

@@ -83,12 +83,12 @@ class SlowWriters:
         self.read_at_write: list[int] = []
         self._run_of = run_of
 
-    async def apply(self, write: DatasetWrite) -> Any:
+    async def apply(self, write: DatasetWrite, *, run_on: Any = None) -> Any:
         if self._run_of:
             result = self._run_of[0].result
             self.read_at_write.append(result.processed - 10 * (result.batches + 1))
         await trio.sleep(0.005)
-        return await self.inner.apply(write)
+        return await self.inner.apply(write, run_on=run_on)
 
 
 async def test_the_pipeline_writes_what_the_synchronous_run_writes(datasets: Datasets) -> None:
@@ -293,3 +293,39 @@ async def test_a_runs_stages_take_turns_unless_writes_may_overlap(
         result = await run_pipeline(runner, writers=writers, overlap_writes=overlap_writes)
     assert result.processed == 100 and len(latest(datasets, "out")) == 100
     assert peak[0] == most_at_once
+
+
+async def test_reads_transforms_and_the_actors_writes_of_a_run_happen_on_the_runs_thread(datasets: Datasets) -> None:
+    import threading
+
+    people(datasets, 50)
+    runner = build_runner(copy_pipe("out"), datasets)
+    threads: dict[str, set[str]] = {"transform": set(), "write": set()}
+    original_begin = runner.begin
+
+    def begin(kind: str = "auto") -> Any:
+        run = original_begin(kind)
+        original_transform, original_write = run.transform, run.write
+
+        def transform(work: Any) -> Any:
+            threads["transform"].add(threading.current_thread().name)
+            return original_transform(work)
+
+        def write(work: Any) -> DatasetWrite:
+            planned = original_write(work)
+
+            def apply(dataset: Any) -> Any:
+                threads["write"].add(threading.current_thread().name)
+                return planned.apply(dataset)
+
+            return dataclasses.replace(planned, apply=apply)
+
+        run.transform, run.write = transform, write
+        return run
+
+    runner.begin = begin  # type: ignore[method-assign]
+    async with node_writers(datasets) as writers:
+        await run_pipeline(runner, writers=writers)
+        assert writers.running() == ["out"]  # the dataset's actor decided when to apply each
+    assert len(threads["transform"]) == 1 and threads["write"] == threads["transform"]
+    assert next(iter(threads["write"])).startswith("sesamd-run")

@@ -43,7 +43,7 @@ class RecordingWriters:
         self.datasets = datasets
         self.applied: list[str] = []
 
-    async def apply(self, write: DatasetWrite) -> Any:
+    async def apply(self, write: DatasetWrite, *, run_on: Any = None) -> Any:
         self.applied.append(write.dataset)
         return self.datasets.apply(write)
 

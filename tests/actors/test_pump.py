@@ -649,12 +649,12 @@ class GatedWriters:
         self.holding = trio.Event()
         self.release = trio.Event()
 
-    async def apply(self, write: DatasetWrite) -> Any:
+    async def apply(self, write: DatasetWrite, *, run_on: Any = None) -> Any:
         self.count += 1
         if self.count == self.hold_at:
             self.holding.set()
             await self.release.wait()
-        return await self.inner.apply(write)
+        return await self.inner.apply(write, run_on=run_on)
 
 
 async def test_the_pump_shows_the_progress_of_a_run_in_progress(node: Node) -> None:
