@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from actors import ConfigError, Datasets, build_runner
-
-
-@pytest.fixture
-def datasets(tmp_path: Path):
-    registry = Datasets(tmp_path / "data")
-    yield registry
-    registry.close_all()
 
 
 def latest(datasets: Datasets, name: str) -> dict[str, dict]:

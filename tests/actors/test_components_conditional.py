@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from actors import ConfigError, Datasets, build_runner
 from actors.components.sink_null import NullSink
 from actors.components.source_dataset import DatasetSource
-
-
-@pytest.fixture
-def datasets(tmp_path: Path):
-    registry = Datasets(tmp_path / "data")
-    yield registry
-    registry.close_all()
 
 
 def latest(datasets: Datasets, name: str) -> dict[str, dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,12 +10,6 @@ from actors import ConfigError, Datasets, PipeRunError, build_runner
 
 INTERNAL = {"_ts", "_hash", "_previous", "_updated"}
 
-
-@pytest.fixture
-def datasets(tmp_path: Path):
-    registry = Datasets(tmp_path / "data")
-    yield registry
-    registry.close_all()
 
 
 def seed(datasets: Datasets, name: str, entities: list[dict[str, Any]], populated: bool | None = None) -> None:

@@ -3,8 +3,6 @@ strategies they select (chronological, max, none), and ``initial_since_value``."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +12,6 @@ from actors.components import registered
 
 FLAGS = ("supports_since", "is_since_comparable", "is_chronological")
 
-
-@pytest.fixture
-def datasets(tmp_path: Path) -> Iterator[Datasets]:
-    registry = Datasets(tmp_path / "data")
-    yield registry
-    registry.close_all()
 
 
 def latest(datasets: Datasets, name: str) -> dict[str, dict[str, Any]]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +12,6 @@ import trio.testing
 
 import storage
 from actors import DatasetActor, Datasets, DatasetWrite, DatasetWriters, Supervisor, WriterClosed
-
-
-@pytest.fixture
-def datasets(tmp_path: Path) -> Iterator[Datasets]:
-    registry = Datasets(tmp_path / "data")
-    yield registry
-    registry.close_all()
 
 
 def append(name: str, *entities: dict[str, Any]) -> DatasetWrite:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from actors import ConfigError, Datasets, PipeRunError, build_runner
@@ -45,12 +43,6 @@ CUSTOMERS_WITH_ORDERS = {
 def embedded(pipe_id: str, entities: list[dict]) -> dict:
     return {"_id": pipe_id, "type": "pipe", "source": {"type": "embedded", "entities": entities}}
 
-
-@pytest.fixture
-def datasets(tmp_path: Path):
-    registry = Datasets(tmp_path / "data")
-    yield registry
-    registry.close_all()
 
 
 def latest(datasets: Datasets, name: str) -> dict[str, dict]:

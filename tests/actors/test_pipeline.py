@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,12 +38,6 @@ class UnorderedSinceSource(Source):
         for start in range(0, len(entities), batch_size):
             yield entities[start:start + batch_size]
 
-
-@pytest.fixture
-def datasets(tmp_path: Path) -> Iterator[Datasets]:
-    registry = Datasets(tmp_path / "data")
-    yield registry
-    registry.close_all()
 
 
 @asynccontextmanager

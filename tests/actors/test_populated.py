@@ -3,8 +3,6 @@ dataset sink's ``set_initial_offset`` marks the sink populated (at load, at the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +11,6 @@ from actors import Datasets, DatasetWrite, PipeRunError, Supervisor, build_runne
 
 GLOBAL_REQUIRE = {"global_defaults": {"require_populated_input": True}}
 
-
-@pytest.fixture
-def datasets(tmp_path: Path) -> Iterator[Datasets]:
-    registry = Datasets(tmp_path / "data")
-    yield registry
-    registry.close_all()
 
 
 def seed(datasets: Datasets, name: str, entities: list[dict[str, Any]], populated: bool | None = None) -> None:
