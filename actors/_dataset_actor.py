@@ -59,7 +59,6 @@ class DatasetActor:
         self.name = name
         self._datasets = datasets
         self._on_commit = on_commit
-        self.applied = 0  # writes applied, for status and tests
 
     async def run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
         async for first in mailbox:
@@ -72,23 +71,23 @@ class DatasetActor:
             grew = False
             with trio.CancelScope(shield=True):  # a write taken from the mailbox is always answered
                 for run_on, group in groupby(requests, key=lambda r: r.run_on):
-                    grew |= await (run_on or trio.to_thread.run_sync)(self._apply, list(group))
+                    grew |= await (run_on or trio.to_thread.run_sync)(_apply, self._datasets, self.name, list(group))
                 for request in requests:
                     request.done.set()
             if grew and self._on_commit is not None:
                 self._on_commit(self.name)
 
-    def _apply(self, requests: list[_Request]) -> bool:
-        """Apply the writes in order; True if the dataset got new versions."""
-        with self._datasets.writing(self.name) as dataset:
-            before = dataset.next_offset
-            for request in requests:
-                try:
-                    request.value = request.write.apply(dataset)
-                except Exception as exc:  # the sender's failure, not the actor's
-                    request.error = exc
-                self.applied += 1
-            return dataset.next_offset != before
+
+def _apply(datasets: Datasets, name: str, requests: list[_Request]) -> bool:
+    """Apply the writes in order under the dataset's lock; True if the dataset got new versions."""
+    with datasets.writing(name) as dataset:
+        before = dataset.next_offset
+        for request in requests:
+            try:
+                request.value = request.write.apply(dataset)
+            except Exception as exc:  # the sender's failure, not the writer's
+                request.error = exc
+        return dataset.next_offset != before
 
 
 class DatasetWriters:
@@ -124,12 +123,12 @@ class DatasetWriters:
         name = write.dataset
         if name in self._closing:
             raise WriterClosed(f"dataset '{name}' is being removed")
-        if self._supervisor is None:
-            value, grew = await (run_on or trio.to_thread.run_sync)(self._apply_locked, write)
-            if grew and self._on_commit is not None:
-                self._on_commit(name)
-            return value
         request = _Request(write, run_on)
+        if self._supervisor is None:
+            if await (run_on or trio.to_thread.run_sync)(_apply, self.datasets, name, [request]) \
+                    and self._on_commit is not None:
+                self._on_commit(name)
+            return request.outcome()
         self._pending[name] += 1
         try:
             await self._ref(name).send(request)
@@ -142,11 +141,6 @@ class DatasetWriters:
                 if idle is not None:
                     idle.set()
         return request.outcome()
-
-    def _apply_locked(self, write: DatasetWrite) -> tuple[Any, bool]:
-        with self.datasets.writing(write.dataset) as dataset:
-            before = dataset.next_offset
-            return write.apply(dataset), dataset.next_offset != before
 
     def _ref(self, name: str) -> ActorRef:
         ref = self._refs.get(name)

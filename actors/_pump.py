@@ -610,7 +610,7 @@ class PipeActor:
                 before = await trio.to_thread.run_sync(self.runner.get_offset)
                 await self._writers.apply(await trio.to_thread.run_sync(change))
                 after = await trio.to_thread.run_sync(self.runner.get_offset)
-            except (NotImplementedError, PipeRunError) as exc:
+            except PipeRunError as exc:
                 raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
                                          f"'{operation}': {exc}") from exc
             event: dict[str, Any] = {"type": "pump-offset-set", "pipe": self.pipe_id,

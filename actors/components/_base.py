@@ -18,8 +18,8 @@ import storage
 from .._datasets import Datasets, DatasetWrite
 from ._registry import ConfigError
 
-__all__ = ["CONTINUATION_FLAGS", "BuildContext", "Sink", "Source", "Transform", "global_defaults", "setting",
-           "state_write"]
+__all__ = ["CONTINUATION_FLAGS", "BuildContext", "Sink", "Source", "Transform", "global_defaults",
+           "load_state", "setting", "state_write"]
 
 CONTINUATION_FLAGS = ("supports_since", "is_since_comparable", "is_chronological")
 
@@ -199,6 +199,12 @@ class Sink:
     def finish(self, *, populated: bool) -> DatasetWrite | None:
         """The write to make after a successful run, if any."""
         return None
+
+
+def load_state(datasets: Datasets, name: str, key: str) -> dict[str, Any]:
+    """The pipe state committed under ``key`` in dataset ``name`` (empty when there is none)."""
+    dataset = datasets.get(name)
+    return {} if dataset is None else dataset.get_offset(key, {}) or {}
 
 
 def state_write(name: str, key: str, state: dict[str, Any]) -> DatasetWrite:

@@ -13,7 +13,7 @@ from typing import Any
 import storage
 
 from .._datasets import DatasetWrite
-from ._base import BuildContext, Sink, state_write
+from ._base import BuildContext, Sink, load_state, state_write
 from ._registry import ConfigError, component
 
 SET_INITIAL_OFFSET = ["if-source-populated", "never", "always", "initially", "onload"]
@@ -61,8 +61,7 @@ class DatasetSink(Sink):
             run, if_empty=if_empty, mark_deletion_tracked=mark, offset_key=key, offset=state))
 
     def load_state(self) -> dict[str, Any]:
-        dataset = self.context.datasets.get(self.dataset)
-        return {} if dataset is None else dataset.get_offset(self.state_key, {}) or {}
+        return load_state(self.context.datasets, self.dataset, self.state_key)
 
     def save_state(self, state: dict[str, Any]) -> DatasetWrite:
         return state_write(self.dataset, self.state_key, state)

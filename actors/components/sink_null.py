@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._datasets import DatasetWrite
-from ._base import BuildContext, Sink, state_write
+from ._base import BuildContext, Sink, load_state, state_write
 from ._registry import component
 
 
@@ -22,8 +22,7 @@ class NullSink(Sink):
         return self.save_state(state)
 
     def load_state(self) -> dict[str, Any]:
-        dataset = self.context.datasets.get(self.state_dataset)
-        return {} if dataset is None else dataset.get_offset(self.state_key, {}) or {}
+        return load_state(self.context.datasets, self.state_dataset, self.state_key)
 
     def save_state(self, state: dict[str, Any]) -> DatasetWrite:
         return state_write(self.state_dataset, self.state_key, state)

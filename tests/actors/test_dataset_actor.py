@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 import storage
-from actors import DatasetActor, Datasets, DatasetWrite, DatasetWriters, Supervisor, WriterClosed
+from actors import Datasets, DatasetWrite, DatasetWriters, Supervisor, WriterClosed
 
 
 def append(name: str, *entities: dict[str, Any]) -> DatasetWrite:
@@ -27,28 +27,29 @@ async def node_writers(datasets: Datasets, commits: list[str] | None = None) -> 
         yield writers
 
 
-async def test_writes_from_many_tasks_are_applied_in_arrival_order_by_one_actor(datasets: Datasets) -> None:
+async def test_writes_from_many_tasks_are_applied_in_arrival_order_by_one_actor(
+    datasets: Datasets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors import _dataset_actor
+
     hops: list[int] = []
-    original = DatasetActor._apply
+    original = _dataset_actor._apply
 
-    def counting(self: DatasetActor, requests: list[Any]) -> bool:
+    def counting(datasets: Datasets, name: str, requests: list[Any]) -> bool:
         hops.append(len(requests))
-        return original(self, requests)
+        return original(datasets, name, requests)
 
-    DatasetActor._apply = counting  # type: ignore[method-assign]
-    try:
-        async with node_writers(datasets) as writers:
-            results: dict[int, int] = {}
+    monkeypatch.setattr(_dataset_actor, "_apply", counting)
+    async with node_writers(datasets) as writers:
+        results: dict[int, int] = {}
 
-            async def writer(i: int) -> None:
-                results[i] = await writers.apply(append("d", {"_id": f"e{i}", "n": i}))
+        async def writer(i: int) -> None:
+            results[i] = await writers.apply(append("d", {"_id": f"e{i}", "n": i}))
 
-            async with trio.open_nursery() as nursery:
-                for i in range(40):
-                    nursery.start_soon(writer, i)
-            assert writers.running() == ["d"]
-    finally:
-        DatasetActor._apply = original  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            for i in range(40):
+                nursery.start_soon(writer, i)
+        assert writers.running() == ["d"]
     assert results == {i: 1 for i in range(40)}
     assert sum(hops) == 40 and len(hops) < 40  # queued writes share a worker-thread hop
     stored = [e["_id"] for e in datasets.open("d").iter_entities()]
