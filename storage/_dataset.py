@@ -88,6 +88,10 @@ class FullRun:
     generation: int
     seen: int = 0
     appended: int = 0
+    stale_possible: bool = True
+    """Whether an id may be live without this run's mark at its end: false for a run that began on a
+    dataset with no live ids (its first load) until an older full run writes; then there is nothing to
+    look for, and the end skips the scan."""
 
 
 @dataclass
@@ -170,6 +174,7 @@ class Dataset:
             self._db.put(_GENERATION, generation)
         self.generation = generation.decode()
         self._run_gen = int(self._db.get(_RUN_GEN) or b"0")  # the latest full run's generation
+        self._full_run: FullRun | None = None  # the latest full run begun through this object
         self._indexes: dict[str, _Index] = {}
         self._recorded: dict[bytes, list[bytes]] = {}  # index values recorded by the open batch
         self._scan_pause = 0  # writes left before _stored_in_range scans again
@@ -245,6 +250,8 @@ class Dataset:
         self._recorded = {}  # a write that failed half-way may have left entries
         state = _State(**vars(self._state))
         run_gen = full_run.generation if full_run is not None else self._run_gen
+        if full_run is not None and full_run is not self._full_run and self._full_run is not None:
+            self._full_run.stale_possible = True  # an older full run still writes: its marks are stale
         pending: dict[bytes, bytes] = {}  # id key -> the id index value this batch wrote (reads see it)
         batch = self._db.write_batch(sync=sync)
         put = batch.put
@@ -477,7 +484,8 @@ class Dataset:
         generation = self._run_gen + 1
         self._db.put(_RUN_GEN, str(generation).encode(), sync=True)
         self._run_gen = generation
-        return FullRun(generation)
+        self._full_run = FullRun(generation, stale_possible=self._state.live > 0)
+        return self._full_run
 
     def end_full_run(
         self,
@@ -502,6 +510,9 @@ class Dataset:
         offset_json = _offset_json(offset_key, offset)
         if run.seen == 0 and if_empty == "fail":
             raise EmptySourceError(f"dataset {self.name}: the full run saw no entities")
+        if not run.stale_possible:  # every live id was written since the run began: all carry its mark
+            self._delete_versions([], mark_deletion_tracked, offset_key, offset_json)
+            return 0
         deleted = 0
         snapshot = self._db.snapshot()
         try:

@@ -158,3 +158,35 @@ def test_a_full_run_survives_reopening(ds_path: Path) -> None:
         dataset.write([{"_id": "a"}], full_run=second)
         assert dataset.end_full_run(second) == 0
         assert check_dataset(dataset) == []
+
+
+def test_a_first_load_needs_no_scan(ds: Dataset) -> None:
+    """A full run that began on a dataset with no live ids skips the scan: only what it or incremental
+    writes put there since can be live, and all of that carries its mark."""
+    ds.write([{"_id": "gone", "_deleted": True}])
+    run = ds.begin_full_run()
+    assert run.stale_possible is False
+    ds.write([{"_id": "a"}, {"_id": "b"}], full_run=run, offset_key="p", offset=1)
+    ds.write([{"_id": "c"}])  # an incremental write meanwhile
+    assert ds.end_full_run(run, offset_key="p", offset=2) == 0
+    assert _live(ds) == {"a", "b", "c"}
+    assert ds.get_offset("p") == 2
+    # The next full run starts on live ids: it scans, and deletes what it did not see.
+    run = ds.begin_full_run()
+    assert run.stale_possible is True
+    ds.write([{"_id": "a"}], full_run=run)
+    assert ds.end_full_run(run) == 2
+    assert _live(ds) == {"a"}
+
+
+def test_an_older_full_run_writing_makes_the_scan_needed(ds: Dataset) -> None:
+    """Two full runs overlap: the first one's writes after the second began are stale for the second."""
+    ds.write([{"_id": "x"}, {"_id": "x", "_deleted": True}])
+    older = ds.begin_full_run()
+    newer = ds.begin_full_run()
+    assert newer.stale_possible is False
+    ds.write([{"_id": "old"}], full_run=older)
+    assert newer.stale_possible is True
+    ds.write([{"_id": "new"}], full_run=newer)
+    assert ds.end_full_run(newer) == 1
+    assert _live(ds) == {"new"}
