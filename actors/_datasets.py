@@ -30,6 +30,21 @@ class DatasetWrite:
     dataset: str
     apply: Callable[[storage.Dataset], Any]
 
+    @classmethod
+    def sequence(cls, writes: Sequence[DatasetWrite]) -> DatasetWrite:
+        """One write applying ``writes`` (all to the same dataset) in order, each its own commit; it returns
+        the list of what they returned. A failing write ends the sequence; those before it stay committed."""
+        if not writes:
+            raise ValueError("a sequence of writes needs at least one write")
+        names = {write.dataset for write in writes}
+        if len(names) != 1:
+            raise ValueError(f"a sequence of writes needs exactly one dataset, not {sorted(names)}")
+
+        def apply(dataset: storage.Dataset) -> list[Any]:
+            return [write.apply(dataset) for write in writes]
+
+        return cls(writes[0].dataset, apply)
+
 
 class Datasets:
     """Open datasets of one data directory (thread-safe)."""

@@ -1,13 +1,18 @@
 """The pump's pipe run: source, transform and sink stages as Trio tasks joined by bounded channels.
 
 :func:`run_pipeline` drives one :class:`~actors.PipeRun`. The source stage reads batches in worker threads,
-the transform stage maps them in worker threads, and the sink stage hands each batch's
-:class:`~actors.DatasetWrite` to the sink dataset's actor, which commits data and offsets together. A
-channel holds at most ``depth`` batches, so a slow sink slows the source and memory stays bounded by
-the batch size, whatever the size of the dataset.
+the transform stage maps them in worker threads, and the sink stage hands the batches'
+:class:`~actors.DatasetWrite` values to the sink dataset's actor, which commits data and offsets together,
+one commit per batch. What moves between the stages is a chunk: the next whole batches, about
+``CHUNK_ENTITIES`` source entities (at least one batch). A channel holds at most ``depth`` chunks, so a
+slow sink slows the source and memory stays bounded, whatever the size of the dataset.
+
+Chunks exist because every hand-off between a stage and its thread costs about half a millisecond (thread
+wake-ups, Trio's own work while the run's thread waits) whatever the batch's size: with Sesam's default
+``batch_size`` of 100 a stage per batch would spend about as long handing off as working.
 
 The stages take turns on one worker thread of the run's own: one of a run's stages works at a time
-(``overlap_writes`` lets the sink's write overlap the next batch's read and transform). Under the GIL,
+(``overlap_writes`` lets the sink's write overlap the next chunk's read and transform). Under the GIL,
 Python work in two threads only contends, and worse: a stage that releases the GIL for each LevelDB read (a
 DTL hop's lookups) waits for it again behind the other stage's switch interval; and a batch read on one
 thread and transformed on another (another core) runs colder. Measured on the pipe benchmark (100k
@@ -23,9 +28,10 @@ raised (a write in progress still completes, with the offset it carries).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from itertools import islice
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -34,7 +40,10 @@ from ._engine import PipeRun, PipeRunner, RunResult, Work
 
 __all__ = ["DEFAULT_DEPTH", "Writer", "run_pipeline"]
 
-DEFAULT_DEPTH = 2  # batches a channel between two stages holds
+_T = TypeVar("_T")
+
+CHUNK_ENTITIES = 1000  # source entities a stage takes per turn, in whole batches (at least one)
+DEFAULT_DEPTH = 2  # chunks a channel between two stages holds
 OVERLAP_WRITES = False  # let the sink's write overlap the next batch's read and transform (measured slower)
 
 
@@ -48,7 +57,7 @@ class Writer(Protocol):
 async def run_pipeline(runner: PipeRunner, *, kind: str = "auto", writers: Writer,
                        should_stop: Callable[[], bool] = lambda: False, depth: int = DEFAULT_DEPTH,
                        on_begin: Callable[[PipeRun], None] | None = None,
-                       overlap_writes: bool = OVERLAP_WRITES) -> RunResult:
+                       overlap_writes: bool = OVERLAP_WRITES, chunk_entities: int = CHUNK_ENTITIES) -> RunResult:
     """Run the pipe once through its stages (see the module docstring); returns what the run did.
 
     ``on_begin`` gets the :class:`~actors.PipeRun` before its first batch (its ``result`` shows progress)."""
@@ -57,12 +66,13 @@ async def run_pipeline(runner: PipeRunner, *, kind: str = "auto", writers: Write
         on_begin(run)
     first = run.start()
     run.started(await writers.apply(first) if first is not None else None)
-    to_transform, from_source = trio.open_memory_channel[Work](depth)
-    to_sink, from_transform = trio.open_memory_channel[Work](depth)
+    per_turn = max(1, chunk_entities // runner.batch_size)
+    to_transform, from_source = trio.open_memory_channel[list[Work]](depth)
+    to_sink, from_transform = trio.open_memory_channel[list[Work]](depth)
     turn = _Turn(overlap_writes)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_source_stage, run, should_stop, to_transform, turn)
+            nursery.start_soon(_source_stage, run, should_stop, to_transform, turn, per_turn)
             nursery.start_soon(_transform_stage, run, from_source, to_sink, turn)
             nursery.start_soon(_sink_stage, run, from_transform, writers, runner.sink.blocking, turn)
     except BaseExceptionGroup as group:  # report the failing stage's error itself
@@ -113,31 +123,41 @@ class _Turn:
         self._thread.shutdown(wait=False)
 
 
-async def _source_stage(run: PipeRun, should_stop: Callable[[], bool], out: trio.MemorySendChannel[Work],
-                        turn: _Turn) -> None:
+async def _source_stage(run: PipeRun, should_stop: Callable[[], bool], out: trio.MemorySendChannel[list[Work]],
+                        turn: _Turn, per_turn: int) -> None:
     async with out:
         batches = run.batches(should_stop)
-        while (work := await turn.run_sync(next, batches, None)) is not None:
-            await out.send(work)
+        while chunk := await turn.run_sync(_take, batches, per_turn):
+            await out.send(chunk)
 
 
-async def _transform_stage(run: PipeRun, batches: trio.MemoryReceiveChannel[Work],
-                           out: trio.MemorySendChannel[Work], turn: _Turn) -> None:
-    async with batches, out:
-        async for work in batches:
-            await out.send(await turn.run_sync(run.transform, work))
+async def _transform_stage(run: PipeRun, chunks: trio.MemoryReceiveChannel[list[Work]],
+                           out: trio.MemorySendChannel[list[Work]], turn: _Turn) -> None:
+    async with chunks, out:
+        async for chunk in chunks:
+            await out.send(await turn.run_sync(_each, run.transform, chunk))
 
 
-async def _sink_stage(run: PipeRun, batches: trio.MemoryReceiveChannel[Work], writers: Writer,
+async def _sink_stage(run: PipeRun, chunks: trio.MemoryReceiveChannel[list[Work]], writers: Writer,
                       blocking: bool, turn: _Turn) -> None:
-    async with batches:
-        async for work in batches:
-            write = await turn.run_sync(run.write, work) if blocking else run.write(work)
+    async with chunks:
+        async for chunk in chunks:
+            writes = await turn.run_sync(_each, run.write, chunk) if blocking else _each(run.write, chunk)
+            write = DatasetWrite.sequence(writes)  # one hop to the actor; each batch still its own commit
             if turn.overlap_writes:
                 await _timed_apply(run, writers, write)
             else:
                 async with turn.lock:  # the run's thread is free: offer it to the actor
                     await _timed_apply(run, writers, write, turn.call)
+
+
+def _take(batches: Iterator[Work], count: int) -> list[Work]:
+    """The next ``count`` batches (fewer at the end, none after it)."""
+    return list(islice(batches, count))
+
+
+def _each(function: Callable[[Work], _T], chunk: list[Work]) -> list[_T]:
+    return [function(work) for work in chunk]
 
 
 async def _timed_apply(run: PipeRun, writers: Writer, write: DatasetWrite, run_on: Any = None) -> None:

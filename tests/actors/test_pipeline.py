@@ -113,7 +113,7 @@ async def test_channels_bound_how_far_the_source_reads_ahead_of_a_slow_sink(data
     runner.begin = begin  # type: ignore[method-assign]
     async with node_writers(datasets) as inner:
         writers = SlowWriters(inner, runs)
-        await run_pipeline(runner, writers=writers, depth=1)
+        await run_pipeline(runner, writers=writers, depth=1, chunk_entities=10)  # chunks of one batch
     # a batch being written can be overtaken by at most one batch in each channel (depth 1), one being
     # transformed and one being read
     ahead = writers.read_at_write
@@ -121,12 +121,57 @@ async def test_channels_bound_how_far_the_source_reads_ahead_of_a_slow_sink(data
     assert 0 < max(ahead) <= 4 * 10  # the stages overlap, and the source never runs further ahead
 
 
+class RecordingWriters:
+    """Writers that note what each write to the sink returned (a chunk's write returns one value per batch)."""
+
+    def __init__(self, inner: DatasetWriters, sink: str) -> None:
+        self.inner = inner
+        self.sink = sink
+        self.returned: list[Any] = []
+
+    async def apply(self, write: DatasetWrite, *, run_on: Any = None) -> Any:
+        value = await self.inner.apply(write, run_on=run_on)
+        if write.dataset == self.sink:
+            self.returned.append(value)
+        return value
+
+
+async def test_stages_hand_over_chunks_of_whole_batches_each_committed_on_its_own(datasets: Datasets) -> None:
+    people(datasets)
+    runner = build_runner(copy_pipe("out"), datasets)
+    async with node_writers(datasets) as inner:
+        writers = RecordingWriters(inner, "out")
+        result = await run_pipeline(runner, writers=writers, chunk_entities=30)
+    chunks = [value for value in writers.returned if isinstance(value, list)]
+    assert [len(chunk) for chunk in chunks] == [3] * 8 + [1]  # 25 batches of 10, three per hand-off
+    assert [changes for chunk in chunks for changes in chunk] == [10] * 25  # each batch its own commit
+    assert (result.batches, result.changes, runner.get_offset()) == (25, N, N - 1)
+
+
+def test_a_sequence_of_writes_keeps_the_commits_before_a_failing_one(datasets: Datasets) -> None:
+    def put(entity_id: str) -> DatasetWrite:
+        return DatasetWrite("seq", lambda d: d.write([{"_id": entity_id}]).appended)
+
+    def fail(dataset: Any) -> None:
+        raise RuntimeError("third write fails")
+
+    assert datasets.apply(DatasetWrite.sequence([put("a"), put("b")])) == [1, 1]
+    with pytest.raises(RuntimeError, match="third"):
+        datasets.apply(DatasetWrite.sequence([put("c"), put("d"), DatasetWrite("seq", fail), put("e")]))
+    assert set(latest(datasets, "seq")) == {"a", "b", "c", "d"}
+    with pytest.raises(ValueError, match="exactly one dataset"):
+        DatasetWrite.sequence([put("a"), DatasetWrite("other", fail)])
+    with pytest.raises(ValueError, match="at least one"):
+        DatasetWrite.sequence([])
+
+
 async def test_a_stop_commits_the_batches_already_read_and_the_next_run_resumes(datasets: Datasets) -> None:
     people(datasets)
     runner = build_runner(copy_pipe("out"), datasets)
     polls = iter(range(1000))
-    async with node_writers(datasets) as writers:
-        stopped = await run_pipeline(runner, writers=writers, should_stop=lambda: next(polls) >= 5)
+    async with node_writers(datasets) as writers:  # chunks of 3 batches: the stop comes inside the second
+        stopped = await run_pipeline(runner, writers=writers, should_stop=lambda: next(polls) >= 5,
+                                     chunk_entities=30)
         assert stopped.stopped and stopped.processed == 50
         assert runner.get_offset() == 49  # the last batch read was committed with its offset
         assert len(latest(datasets, "out")) == 50
@@ -143,7 +188,7 @@ async def test_a_failing_stage_raises_its_error_and_keeps_the_committed_offset(d
     runner = build_runner(config, datasets)
     async with node_writers(datasets) as writers:
         with pytest.raises(PipeRunError, match="bad person") as caught:
-            await run_pipeline(runner, writers=writers)
+            await run_pipeline(runner, writers=writers, chunk_entities=30)
     assert caught.value.entity["_id"] == "p0123"
     offset = runner.get_offset()
     assert offset is not None and offset < 120  # batches before the failing one, no further
@@ -283,7 +328,7 @@ async def test_a_runs_stages_take_turns_unless_writes_may_overlap(
 
     runner.begin = begin  # type: ignore[method-assign]
     async with node_writers(datasets) as writers:
-        result = await run_pipeline(runner, writers=writers, overlap_writes=overlap_writes)
+        result = await run_pipeline(runner, writers=writers, overlap_writes=overlap_writes, chunk_entities=10)
     assert result.processed == 100 and len(latest(datasets, "out")) == 100
     assert peak[0] == most_at_once
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -665,7 +666,9 @@ async def test_the_pump_shows_the_progress_of_a_run_in_progress(node: Node) -> N
     runner = build_runner({"_id": "down", "type": "pipe", "batch_size": 10, "pump": {"mode": "manual"},
                            "source": {"type": "dataset", "dataset": "src"}}, node.datasets)
     writers = GatedWriters(node.datasets, hold_at=4)  # the full run's start, then batches 1-3
-    actor = PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.bus, writers=writers)
+    one_batch_per_chunk = functools.partial(run_pipeline, chunk_entities=10)  # a write per batch to hold
+    actor = PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.bus, writers=writers,
+                      driver=one_batch_per_chunk)
     async with running(actor):
         await actor.operate("start")
         await writers.holding.wait()

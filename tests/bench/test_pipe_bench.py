@@ -46,7 +46,7 @@ def _check_report(report: dict) -> None:
         assert {"value", "target", "met", "rule"} <= set(target), name
         assert isinstance(target["met"], bool)
     assert data["config"]["n"] == N
-    for name in ("flat.pump", "flat.baseline", "hop.pump", "hop.baseline", "deps"):
+    for name in ("flat.pump", "flat.baseline", "hop.pump", "hop.baseline", "small.pump", "small.baseline", "deps"):
         if name != "deps":
             assert data["figures"][f"{name}.entities_per_s"] > 0
         total, anon, file = (data["figures"][f"{name}.{f}"] for f in ("peak_rss", "peak_rss_anon", "peak_rss_file"))
@@ -56,7 +56,8 @@ def _check_report(report: dict) -> None:
     assert data["figures"]["deps.incremental.seconds"] > 0
     assert data["checks"]["deps"] and all(c["changes"] == 1 for c in data["checks"]["deps"])
     table = bench.format_report(report)
-    for label in ("baseline", "pump", "change -> commit", "peak RSS", "(anon ", ", file ", "node profile"):
+    for label in ("baseline", "pump", "batch_size 100", "change -> commit", "peak RSS", "(anon ", ", file ",
+                  "node profile"):
         assert label in table
 
 
