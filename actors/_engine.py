@@ -12,7 +12,8 @@ the dataset actors (the node's pump).
 After the source's batches comes the dependency-tracking phase: changes in hopped-to datasets since their
 tracking offsets are traced back through the DTL join plan (secondary indexes on the new and the previous
 version of each changed entity) to the source entities to reprocess, so the cost is proportional to the
-change. A full run ends with deletion tracking in the sink.
+change (``actors._tracking``, which also holds the phase to its thresholds). A full run ends with deletion
+tracking in the sink.
 
 Run kinds (node-spec 4.2): ``auto`` (incremental when there is an offset and the source supports since,
 else full), ``full``, ``rescan`` (a full re-read: a full run, flagged as a rescan) and ``partial`` (the offset moved
@@ -40,6 +41,7 @@ import storage
 from dtl import DTLRuntimeError
 
 from ._datasets import Datasets, DatasetWrite
+from ._tracking import TrackingLimitError, TrackingLimits, affected_ids, latest_versions
 from .components import BuildContext, ConfigError, Sink, Source, Transform, global_defaults, lookup
 
 __all__ = ["RUN_KINDS", "PipeRun", "PipeRunError", "PipeRunner", "RunResult", "Work", "build_runner",
@@ -68,6 +70,7 @@ class RunResult:
     batches: int = 0
     rescan: bool = False  # a full re-read asked for as a rescan
     skipped: str | None = None  # why the run did nothing (its input is not populated)
+    warnings: list[str] = field(default_factory=list)  # e.g. dependency tracking past a warning threshold
 
 
 @dataclass
@@ -157,6 +160,7 @@ class PipeRunner:
             for plan in self.plans:
                 tracked |= plan.datasets
         self.tracked_datasets: list[str] = sorted(tracked)
+        self.tracking_limits = TrackingLimits.of(pipe_id, effective, self.metadata)
 
     # -- what the node needs to know ---------------------------------------------------------------------
 
@@ -219,6 +223,19 @@ class PipeRunner:
         if end is None:
             raise PipeRunError(f"the source of pipe '{self.pipe_id}' has no end offset")
         return self.offset_write(end)
+
+    def tracking_offsets(self) -> dict[str, int]:
+        """The dependency-tracking offsets, per hopped-to dataset (empty before the first run)."""
+        return dict(self.sink.load_state().get("tracking") or {})
+
+    def tracking_write(self, to: str) -> DatasetWrite:
+        """The write that moves every tracking offset to the ``end`` of its dataset (``reset-tracking``:
+        later changes only) or to the ``start`` (``set-tracking-to-start``: every entry is a change)."""
+        if not self.tracked_datasets:
+            raise PipeRunError(f"pipe '{self.pipe_id}' tracks no dependencies (no hops from a dataset source)")
+        state = self.sink.load_state()
+        state["tracking"] = {name: self._end_of(name) if to == "end" else -1 for name in self.tracked_datasets}
+        return self.sink.save_state(state)
 
     def set_offset(self, value: Any) -> None:
         self.datasets.apply(self.offset_write(value))
@@ -404,15 +421,28 @@ class PipeRun:
         """Reprocess the latest source versions affected by changes in hopped-to datasets (section 11);
         the last batch commits the new tracking offsets (``state`` is updated in place)."""
         runner, result = self.runner, self.result
+        limits, warn = runner.tracking_limits, result.warnings.append
         started = time.perf_counter()
-        tracking, affected = _affected(runner, dict(state["tracking"]))
+        try:
+            tracking, affected = affected_ids(runner, dict(state["tracking"]), limits, warn)
+        except TrackingLimitError as exc:
+            raise PipeRunError(str(exc)) from None
         result.source_time += time.perf_counter() - started
         if not affected:
             state["tracking"] = tracking
             return
         source = runner.datasets.get(runner.source.dataset_source or "")
+        try:
+            yield from self._reprocess(latest_versions(source, affected, limits, warn), state, tracking,
+                                       should_stop)
+        except TrackingLimitError as exc:
+            raise PipeRunError(str(exc)) from None
+
+    def _reprocess(self, entities: Iterator[dict[str, Any]], state: dict[str, Any], tracking: dict[str, int],
+                   should_stop: Callable[[], bool]) -> Iterator[Work]:
+        runner, result = self.runner, self.result
         batch: list[dict[str, Any]] = []
-        for entity in _latest(source, affected):
+        for entity in entities:
             batch.append(entity)
             if len(batch) >= runner.batch_size:
                 if should_stop():
@@ -539,49 +569,6 @@ def _newest(batch: list[dict[str, Any]], newest: Any) -> Any:
             continue
     return newest
 
-
-def _affected(runner: PipeRunner, tracking: dict[str, int]) -> tuple[dict[str, int], dict[str, None]]:
-    """New tracking offsets, and the source ids whose hops reach entities changed after the old ones."""
-    source_name = runner.source.dataset_source
-    assert source_name is not None
-    affected: dict[str, None] = {}
-    lookup_ = runner.datasets.lookup
-    for name in runner.tracked_datasets:
-        since = tracking.get(name)
-        if since is None:
-            tracking[name] = runner._end_of(name)
-            continue
-        dataset = runner.datasets.get(name)
-        if dataset is None:
-            continue
-        for seq, stored in dataset.iter_stored(since, history=True, deleted=True):
-            changed = storage.loads(stored)
-            for version in (changed, _version(dataset, changed.get("_previous"))):
-                if version is None:
-                    continue
-                typed = storage.decode(version)
-                for plan in runner.plans:
-                    for entity_id in plan.dependents(name, typed, lookup_, source_name):
-                        affected[entity_id] = None
-            tracking[name] = seq
-    return tracking, affected
-
-
-def _version(dataset: storage.Dataset, offset: Any) -> dict[str, Any] | None:
-    if not isinstance(offset, int):
-        return None
-    for seq, stored in dataset.iter_stored(offset - 1, limit=1):
-        return storage.loads(stored) if seq == offset else None
-    return None
-
-
-def _latest(source: storage.Dataset | None, ids: dict[str, None]) -> Iterator[dict[str, Any]]:
-    if source is None:
-        return
-    for entity_id in ids:
-        entity = source.get(entity_id)
-        if entity is not None:
-            yield entity
 
 def _chosen(component: Any) -> Any:
     """The component a ``conditional`` wrapper chose (the component itself otherwise)."""

@@ -41,8 +41,9 @@ log = logging.getLogger("actors.pump")
 MODES = ("scheduled", "manual", "off")
 STARTUP_WAIT = 5.0  # seconds a start waits for a pump that is starting up
 SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end",
-                        "start-rescan", "reset-rescan")
+                        "start-rescan", "reset-rescan", "reset-tracking", "set-tracking-to-start")
 _OFFSET_OPERATIONS = ("update-last-seen", "set-last-seen-to-end")
+_TRACKING_OPERATIONS = ("reset-tracking", "set-tracking-to-start")  # only pipes that track dependencies
 _NEVER = 999999999999999  # notification_granularity default: never force a noop log
 
 
@@ -454,6 +455,10 @@ class PipeActor:
             message, original = "Completed", None
             if result.skipped is not None:
                 event["skipped"] = message = result.skipped
+            if result.warnings:
+                event["warnings"] = list(result.warnings)
+                for warning in result.warnings:
+                    log.warning("pump %s: %s", self.pipe_id, warning)
         else:
             reason, original, entity = _failure(outcome)
             event = {"type": "pump-failed", **common, "reason_why_stopped": reason,
@@ -524,6 +529,8 @@ class PipeActor:
 
     def supported_operations(self) -> list[str]:
         blocked = _OFFSET_OPERATIONS if self.runner.config.get("disable_set_last_seen") else ()
+        if not getattr(self.runner, "tracked_datasets", None):
+            blocked += _TRACKING_OPERATIONS
         return [op for op in SUPPORTED_OPERATIONS if op not in blocked]
 
     async def operate(self, operation: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -535,6 +542,10 @@ class PipeActor:
         if operation not in SUPPORTED_OPERATIONS:
             raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
                                      f"'{operation}'")
+        if operation in _TRACKING_OPERATIONS and operation not in self.supported_operations():
+            raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
+                                     f"'{operation}': the pipe tracks no dependencies (no hops from a dataset "
+                                     f"source)")
         handler = getattr(self, "_op_" + operation.replace("-", "_"))
         await handler(params)
         return self.pump_json()
@@ -603,23 +614,46 @@ class PipeActor:
         self._check_offset_allowed("set-last-seen-to-end")
         await self._change_offset("set-last-seen-to-end", self.runner.end_offset_write, params.get("user"))
 
+    async def _op_reset_tracking(self, params: dict[str, Any]) -> None:
+        await self._change_tracking("reset-tracking", "end", params.get("user"))
+
+    async def _op_set_tracking_to_start(self, params: dict[str, Any]) -> None:
+        await self._change_tracking("set-tracking-to-start", "start", params.get("user"))
+
     async def _change_offset(self, operation: str, change: Callable[[], DatasetWrite], user: Any) -> None:
+        before, after = await self._change_state(operation, change, self.runner.get_offset)
+        event: dict[str, Any] = {"type": "pump-offset-set", "pipe": self.pipe_id,
+                                 "pipe_offset": _offset_text(after), "original_pipe_offset": _offset_text(before),
+                                 "is_reset": after is None}
+        if user is not None:
+            event["user"] = user
+        log.info("pump %s: offset %s -> %s", self.pipe_id, before, after)
+        await self._log_event(event)
+
+    async def _change_tracking(self, operation: str, to: str, user: Any) -> None:
+        """Move the dependency-tracking offsets (node-spec 11); announced on the event bus (the execution
+        log has no event type for it)."""
+        before, after = await self._change_state(operation, lambda: self.runner.tracking_write(to),
+                                                 self.runner.tracking_offsets)
+        event: dict[str, Any] = {"type": "pump-tracking-set", "pipe": self.pipe_id, "operation": operation,
+                                 "tracking": after, "original_tracking": before}
+        if user is not None:
+            event["user"] = user
+        log.info("pump %s: %s: tracking offsets %s -> %s", self.pipe_id, operation, before, after)
+        self._publish(event)
+
+    async def _change_state(self, operation: str, change: Callable[[], DatasetWrite],
+                            read: Callable[[], Any]) -> tuple[Any, Any]:
+        """Apply a change of the pipe's state (409 while a run or another change is in progress); returns
+        what ``read`` gave before and after it."""
         self._claim(operation)
         try:
-            try:
-                before = await trio.to_thread.run_sync(self.runner.get_offset)
-                await self._writers.apply(await trio.to_thread.run_sync(change))
-                after = await trio.to_thread.run_sync(self.runner.get_offset)
-            except PipeRunError as exc:
-                raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
-                                         f"'{operation}': {exc}") from exc
-            event: dict[str, Any] = {"type": "pump-offset-set", "pipe": self.pipe_id,
-                                     "pipe_offset": _offset_text(after), "original_pipe_offset": _offset_text(before),
-                                     "is_reset": after is None}
-            if user is not None:
-                event["user"] = user
-            log.info("pump %s: offset %s -> %s", self.pipe_id, before, after)
-            await self._log_event(event)
+            before = await trio.to_thread.run_sync(read)
+            await self._writers.apply(await trio.to_thread.run_sync(change))
+            return before, await trio.to_thread.run_sync(read)
+        except PipeRunError as exc:
+            raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' doesn't support the operation "
+                                     f"'{operation}': {exc}") from exc
         finally:
             self._release()
 

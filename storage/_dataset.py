@@ -629,12 +629,14 @@ class Dataset:
 
     def get(self, entity_id: str, *, snapshot: Any = None) -> dict[str, Any] | None:
         """The latest version of an id (deleted or not), or None."""
+        stored = self.get_stored(entity_id, snapshot=snapshot)
+        return None if stored is None else loads(stored)
+
+    def get_stored(self, entity_id: str, *, snapshot: Any = None) -> bytes | None:
+        """The latest version of an id (deleted or not) as stored (wire-form JSON), or None."""
         view = snapshot or self._db
         latest = self._latest(b"i" + entity_id.encode(), view.get)
-        if latest is None:
-            return None
-        stored = view.get(_log_key(latest.seq))
-        return None if stored is None else loads(stored)
+        return None if latest is None else view.get(_log_key(latest.seq))
 
     def versions(self, entity_id: str) -> list[dict[str, Any]]:
         """Every stored version of an id, oldest first."""

@@ -279,3 +279,42 @@ async def test_pipe_config_endpoints(api: Api) -> None:
     response = await api.client.delete("/api/pipes/upper")
     assert response.status_code == 200 and (await response.get_json())["_id"] == "upper"
     assert [p["_id"] for p in await api.get("/pipes")] == ["people"]
+
+
+async def test_dependency_tracking_operations_and_warnings_through_the_api(api: Api) -> None:
+    people = [{"_id": f"p{i}", "group": f"g{i % 2}"} for i in range(4)]
+    hops = ["first", ["hops", {"datasets": ["groups g"], "where": [["eq", "_S.group", "g._id"]], "return": "g.label"}]]
+    labelled = {"_id": "labelled", "type": "pipe", "pump": {"mode": "manual"},
+                "source": {"type": "dataset", "dataset": "people"},
+                "dependency_tracking": {"dependency_warning_threshold": 1},
+                "transform": {"type": "dtl", "rules": {"default": [["copy", "*"], ["add", "label", hops]]}}}
+
+    def config(label: str) -> list[dict[str, Any]]:
+        return [embedded("people", people), embedded("groups", [{"_id": "g0", "label": label}]), labelled]
+
+    async def label() -> Any:
+        return (await api.get("/datasets/labelled/entity", entity_id="p0")).get("label")
+
+    await api.put_config(config("Zero"))
+    for pipe_id in ("people", "groups", "labelled"):
+        assert (await api.run(pipe_id))["success"] is True
+    operations = (await api.get("/pipes/labelled/pump"))["runtime"]["supported-operations"]
+    assert {"reset-tracking", "set-tracking-to-start"} <= set(operations)
+    assert "reset-tracking" not in (await api.get("/pipes/people/pump"))["runtime"]["supported-operations"]
+    refused = await api.pump("people", "reset-tracking", 400)
+    assert "doesn't support the operation 'reset-tracking'" in refused["detail"]
+
+    await api.put_config(config("Nil"))
+    await api.run("groups")
+    await api.pump("labelled", "reset-tracking")  # the change to g0 is skipped
+    await api.run("labelled")
+    assert await label() == "Zero"
+    await api.pump("labelled", "set-tracking-to-start")  # every entry of groups counts as a change
+    with api.node.events.subscribe(maxsize=10, filter={"pipe": "labelled", "type": "pump-completed"}) as events:
+        await api.run("labelled")
+        completed = await events.receive()
+    assert await label() == "Nil"
+    assert completed["warnings"] == ["dependency tracking: the source entities affected by changes in 'groups' "
+                                     "passed dependency_warning_threshold (1)"]
+    log = await api.get("/pipes/labelled/log", reverse="true", limit=1)
+    assert log[0]["warnings"] == completed["warnings"]  # in the execution log too
