@@ -41,6 +41,7 @@ import storage
 from dtl import DTLRuntimeError
 
 from ._datasets import Datasets, DatasetWrite
+from ._reprocessing import out_of_sync, policy, sync_record
 from ._tracking import TrackingLimitError, TrackingLimits, affected_ids, latest_versions
 from .components import BuildContext, ConfigError, Sink, Source, Transform, global_defaults, lookup
 
@@ -161,6 +162,7 @@ class PipeRunner:
                 tracked |= plan.datasets
         self.tracked_datasets: list[str] = sorted(tracked)
         self.tracking_limits = TrackingLimits.of(pipe_id, effective, self.metadata)
+        self.reprocessing_policy, self.rescan_when_config_changes = policy(effective, self.metadata, pipe_id)
 
     # -- what the node needs to know ---------------------------------------------------------------------
 
@@ -223,6 +225,26 @@ class PipeRunner:
         if end is None:
             raise PipeRunError(f"the source of pipe '{self.pipe_id}' has no end offset")
         return self.offset_write(end)
+
+    # -- automatic reprocessing (node-spec 4.8) -----------------------------------------------------------------
+
+    def sync_record(self) -> dict[str, Any]:
+        """The pipe's config digest and the generation of every dataset it reads (None: missing)."""
+        generations: dict[str, str | None] = {}
+        for name in sorted({*self.source_datasets, *self.tracked_datasets}):
+            dataset = self.datasets.get(name)
+            generations[name] = None if dataset is None else dataset.generation
+        return sync_record(self.config, generations)
+
+    def out_of_sync(self, recorded: dict[str, Any] | None, now: dict[str, Any]) -> list[dict[str, Any]]:
+        """Why the pipe is out of sync with its inputs since the ``recorded`` sync record (see
+        :mod:`actors._reprocessing`); empty when it is in sync."""
+        truncated = None
+        name = self.source.dataset_source
+        offset = self.get_offset()
+        if name is not None and type(offset) is int and offset > self._end_of(name):
+            truncated = name
+        return out_of_sync(recorded, now, config_changes=self.rescan_when_config_changes, truncated=truncated)
 
     def tracking_offsets(self) -> dict[str, int]:
         """The dependency-tracking offsets, per hopped-to dataset (empty before the first run)."""

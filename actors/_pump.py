@@ -20,7 +20,7 @@ import logging
 import random
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -104,11 +104,23 @@ class PumpState:
     next_run: str | None = None  # only for persistent schedules (cron, or intervals over an hour)
     last_logged: str | None = None  # end time of the last run written to the execution log
     scheduled_runs: int = 0  # runs started by the schedule or a signal (rescan_run_count and friends)
+    sync_record: dict[str, Any] | None = None  # config digest and input generations at the last good run
+    out_of_sync: list[dict[str, Any]] = field(default_factory=list)  # why, until a full run (node-spec 4.8)
 
     @classmethod
     def from_json(cls, data: Any) -> PumpState:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+
+@dataclass
+class _SyncCheck:
+    """What the out-of-sync check before a run found (:meth:`PipeActor._check_sync`)."""
+
+    kind: str
+    record: dict[str, Any] | None = None  # the sync record to keep if the run succeeds
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    reset: bool = False  # the automatic policy turned the run into a full run
 
 
 @dataclass
@@ -396,6 +408,8 @@ class PipeActor:
         try:
             self._stop_requested = False
             started = self._clock()
+            sync = await self._check_sync(kind)
+            kind = sync.kind
             predicted = self._predicted_sync_type(kind)
             self._current = {"start_time": iso_time(started), "sync_type": predicted, "origin": origin,
                              "rescan": kind == "rescan"}
@@ -406,9 +420,44 @@ class PipeActor:
             outcome = await self._run(kind)
             ended = self._clock()
             with trio.CancelScope(shield=True):  # the log and state of a finished run are always written
-                return await self._finish(outcome, started, ended, predicted, origin, user)
+                return await self._finish(outcome, started, ended, predicted, origin, user, sync)
         finally:
             self._release()
+
+    async def _check_sync(self, kind: str) -> _SyncCheck:
+        """Automatic reprocessing (node-spec 4.8): compare the pipe with its last good run; with the
+        ``automatic`` policy an out-of-sync pipe runs full (a reset)."""
+        runner = self.runner
+        if not hasattr(runner, "sync_record"):  # a runner double
+            return _SyncCheck(kind)
+
+        def check() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            now = runner.sync_record()
+            return now, runner.out_of_sync(self.state.sync_record, now)
+
+        try:
+            now, reasons = await trio.to_thread.run_sync(check)
+        except Exception:  # the run itself will say what is wrong with the pipe's inputs
+            log.exception("pump %s: the out-of-sync check failed", self.pipe_id)
+            return _SyncCheck(kind)
+        reset = bool(reasons) and runner.reprocessing_policy == "automatic" and kind not in ("full", "rescan")
+        if reasons:
+            log.info("pump %s: out of sync (%s)%s", self.pipe_id, "; ".join(r["reason"] for r in reasons),
+                     ": resetting the pipe, a full run" if reset else "")
+        return _SyncCheck("full" if reset else kind, now, reasons, reset)
+
+    def _record_sync(self, sync: _SyncCheck, result: RunResult | None, failed: bool) -> None:
+        """Remember why the pipe is out of sync (a failed run too); after a good run, its sync record; a
+        good full run brings the pipe back in sync."""
+        state = self.state
+        for reason in sync.reasons:
+            if reason not in state.out_of_sync:
+                state.out_of_sync.append(reason)
+        if failed or result is None or result.skipped is not None or sync.record is None:
+            return
+        state.sync_record = sync.record
+        if result.sync_type == "full":
+            state.out_of_sync = []
 
     def _run_began(self, run: Any) -> None:
         if self._current is not None:
@@ -436,7 +485,7 @@ class PipeActor:
             return _Outcome(None, exc, traceback.format_exc())
 
     async def _finish(self, outcome: _Outcome, started: datetime, ended: datetime, predicted: str,
-                      origin: str, user: Any) -> dict[str, Any]:
+                      origin: str, user: Any, sync: _SyncCheck) -> dict[str, Any]:
         result = outcome.result
         sync_type = result.sync_type if result is not None else predicted
         times = {"start_time": iso_time(started), "end_time": iso_time(ended),
@@ -467,6 +516,9 @@ class PipeActor:
             if result is not None:
                 event.update(processed=result.processed, changes=result.changes, deleted=result.deleted)
             message = reason
+        if sync.reasons:
+            event["out_of_sync"] = sync.reasons
+            event["reset"] = sync.reset
         event["time"] = times["end_time"]
         if failed or self._should_log(result, ended):
             started_entity = {"_id": "pump-started", "event_type": "pump-started", "pipe": self.pipe_id,
@@ -487,6 +539,7 @@ class PipeActor:
         state.changes = result.changes if result is not None else 0
         if origin in ("scheduler", "signal") and (result is None or result.skipped is None):
             state.scheduled_runs += 1  # a skipped run does not use up a rescan_run_count turn
+        self._record_sync(sync, result, failed)
         self._save()
         self._publish(event)
         if failed:
@@ -691,6 +744,8 @@ class PipeActor:
             "mode": self.mode,
             **schedule,
             "disabled-comment": state.disabled_comment,
+            "is-out-of-sync": bool(state.out_of_sync),
+            "out-of-sync": list(state.out_of_sync),
             "execution-dataset": self.execution_dataset,
         }
         return {"_id": f"pump:{self.pipe_id}", "runtime": runtime}

@@ -318,3 +318,40 @@ async def test_dependency_tracking_operations_and_warnings_through_the_api(api: 
                                      "passed dependency_warning_threshold (1)"]
     log = await api.get("/pipes/labelled/log", reverse="true", limit=1)
     assert log[0]["warnings"] == completed["warnings"]  # in the execution log too
+
+
+async def test_a_recreated_input_marks_the_pipe_out_of_sync_until_a_full_run(api: Api) -> None:
+    await api.put_config(CONFIG)
+    await api.run("people")
+    await api.run("upper")
+    assert (await api.get("/pipes/upper/pump"))["runtime"]["is-out-of-sync"] is False
+    await api.node.writers.close("people")  # the source dataset is deleted and loaded again (a new generation)
+    await trio.to_thread.run_sync(api.node.datasets.delete, "people")
+    await api.run("people")
+    runtime = await api.run("upper")
+    assert runtime["success"] is True and runtime["sync-type"] == "incremental"  # continue: runs as asked
+    assert runtime["is-out-of-sync"] is True
+    assert [r["dataset"] for r in runtime["out-of-sync"]] == ["people"]
+    assert "deleted and created again" in runtime["out-of-sync"][0]["reason"]
+    await api.pump("upper", "update-last-seen", **{"last-seen": ""})  # a reset: the next run is full
+    runtime = await api.run("upper")
+    assert runtime["sync-type"] == "full" and runtime["is-out-of-sync"] is False and runtime["out-of-sync"] == []
+
+
+async def test_automatic_reprocessing_resets_the_pipe_when_its_config_changes(api: Api) -> None:
+    upper = {**CONFIG[1], "reprocessing_policy": "automatic", "rescan_when_config_changes": True}
+    await api.put_config([CONFIG[0], upper])
+    await api.run("people")  # (its commit signals upper, whose first run is full)
+    await api.run("upper")
+    assert (await api.run("upper"))["sync-type"] == "incremental"  # nothing changed: in sync
+    changed = {**upper, "transform": {"type": "dtl", "rules": {"default": [
+        ["copy", "*"], ["add", "loud", ["concat", ["list", ["upper", "_S.name"], "!"]]]]}}}
+    await api.put_config([CONFIG[0], changed])
+    with api.node.events.subscribe(maxsize=10, filter={"pipe": "upper", "type": "pump-completed"}) as events:
+        runtime = await api.run("upper")
+        completed = await events.receive()
+    assert runtime["sync-type"] == "full" and runtime["is-out-of-sync"] is False
+    assert completed["reset"] is True and completed["out_of_sync"][0]["reason"] == "the pipe's config changed"
+    loud = {e["_id"]: e["loud"] for e in await api.get("/datasets/upper/entities")}
+    assert loud == {"1": "ANN!", "2": "BOB!", "3": "CY!"}  # every entity again, under the new config
+    assert (await api.run("upper"))["sync-type"] == "incremental"
