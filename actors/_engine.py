@@ -42,6 +42,7 @@ from dtl import DTLRuntimeError
 
 from ._datasets import Datasets, DatasetWrite
 from ._reprocessing import out_of_sync, policy, sync_record
+from ._retention import log_retention_hours
 from ._tracking import TrackingLimitError, TrackingLimits, affected_ids, latest_versions
 from .components import BuildContext, ConfigError, Sink, Source, Transform, global_defaults, lookup
 
@@ -163,6 +164,7 @@ class PipeRunner:
         self.tracked_datasets: list[str] = sorted(tracked)
         self.tracking_limits = TrackingLimits.of(pipe_id, effective, self.metadata)
         self.reprocessing_policy, self.rescan_when_config_changes = policy(effective, self.metadata, pipe_id)
+        self.log_retention_hours = log_retention_hours(effective, self.metadata, pipe_id)
 
     # -- what the node needs to know ---------------------------------------------------------------------
 

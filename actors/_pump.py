@@ -21,7 +21,7 @@ import random
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import trio
@@ -31,6 +31,7 @@ from ._datasets import DatasetWrite
 from ._engine import PipeRunError, RunResult
 from ._events import EventBus, iso_time
 from ._pipeline import Writer, run_pipeline
+from ._retention import LOG_RETENTION_HOURS, trim_log_write
 from ._schedule import Schedule, ScheduleError, check_rescans, next_cron_time, schedule_for
 from .components import setting
 
@@ -40,6 +41,7 @@ log = logging.getLogger("actors.pump")
 
 MODES = ("scheduled", "manual", "off")
 STARTUP_WAIT = 5.0  # seconds a start waits for a pump that is starting up
+TRIM_EVERY = timedelta(hours=1)  # how often a pump trims its execution log by time (after a logged run)
 SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end",
                         "start-rescan", "reset-rescan", "reset-tracking", "set-tracking-to-start")
 _OFFSET_OPERATIONS = ("update-last-seen", "set-last-seen-to-end")
@@ -198,6 +200,7 @@ class PipeActor:
         self._idle.set()
         self._stop_requested = False
         self._current: dict[str, Any] | None = None  # the run in progress
+        self._trimmed: datetime | None = None  # when the execution log was last trimmed
         self._next_run: datetime | None = None
         self._next_rescan: datetime | None = None
         self._wake_pending = False
@@ -532,6 +535,7 @@ class PipeActor:
             await self._writers.apply(DatasetWrite(self.execution_dataset,
                                                    lambda dataset: _append_run_log(dataset, started_entity, terminal)))
             self.state.last_logged = times["end_time"]
+            await self._trim_log(ended)
         state = self.state
         state.last_run, state.success, state.sync_type = times["end_time"], not failed, sync_type
         state.last_message, state.last_original_error_message = message, original
@@ -545,6 +549,17 @@ class PipeActor:
         if failed:
             log.warning("pump %s: run failed: %s", self.pipe_id, message)
         return event
+
+    async def _trim_log(self, now: datetime) -> None:
+        """Trim the execution log by time (:mod:`actors._retention`), at most once per ``TRIM_EVERY``."""
+        hours = getattr(self.runner, "log_retention_hours", LOG_RETENTION_HOURS)
+        if self._trimmed is not None and now - self._trimmed < TRIM_EVERY:
+            return
+        self._trimmed = now
+        cutoff = now - timedelta(hours=hours)
+        removed = await self._writers.apply(trim_log_write(self.execution_dataset, int(cutoff.timestamp() * 1e6)))
+        if removed:
+            log.info("pump %s: trimmed %d execution-log entries older than %d hours", self.pipe_id, removed, hours)
 
     def _should_log(self, result: RunResult | None, ended: datetime) -> bool:
         """Noop suppression (5.7): a run that changed nothing (or was skipped) is logged only when configured

@@ -14,8 +14,8 @@ import pytest
 import trio
 
 import storage
-from actors import Datasets, DatasetWrite, PipeRunError, RunResult, Supervisor, run_pipeline
-from actors._events import EventBus, Subscription
+from actors import ConfigError, Datasets, DatasetWrite, PipeRunError, RunResult, Supervisor, run_pipeline
+from actors._events import EventBus, Subscription, iso_time
 from actors._pump import PipeActor, PumpConflict, PumpOperationError
 from actors.testing import EventLog, run_in_thread, thread_aware_mock_clock
 
@@ -782,3 +782,35 @@ async def test_run_at_startup_if_not_populated_runs_only_while_the_sink_is_unpop
     async with running(overridden):
         await trio.sleep(1)
     assert started() == []  # the pump's own setting wins
+
+
+# -- execution-log retention ------------------------------------------------------------------------------------------
+
+
+def test_log_retention_comes_from_the_pipe_or_the_global_defaults_and_is_at_least_30_days() -> None:
+    from actors._retention import log_retention_hours
+
+    assert log_retention_hours({}, {}, "p") == 720
+    assert log_retention_hours({"compaction": {"time_threshold_hours_pump": 1000}}, {}, "p") == 1000
+    assert log_retention_hours({"compaction": {"time_threshold_hours_pump": 24}}, {}, "p") == 720
+    assert log_retention_hours({}, {"global_defaults": {"compaction_time_threshold_hours_pump": 2000}}, "p") == 2000
+    with pytest.raises(ConfigError) as caught:
+        log_retention_hours({"compaction": {"time_threshold_hours_pump": "long"}}, {}, "p")
+    assert caught.value.where == "pipe p: compaction.time_threshold_hours_pump"
+
+
+async def test_the_execution_log_is_trimmed_by_time_keeping_the_latest_of_each_event(node: Node) -> None:
+    now = [datetime.now(UTC)]
+    runner = FakeRunner(mode="manual")
+    actor = PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.bus, clock=lambda: now[0],
+                      driver=run_in_thread)
+    await actor.run_once()
+    await actor.run_once()
+    now[0] += timedelta(days=10)
+    await actor.run_once()
+    assert len(node.log()) == 6  # nothing older than 30 days yet
+    now[0] += timedelta(days=25)  # the first runs are 35 days old now
+    await actor.run_once()
+    log = node.log()
+    assert [e["_id"] for e in log] == ["pump-started", "pump-completed"]  # the latest run's, nothing older
+    assert log[1]["start_time"] == iso_time(now[0])
