@@ -32,11 +32,22 @@ _DATETIME_RE = re.compile(
 # What ``~f`` and ``~d`` accept: a plain number literal (``Decimal``/``float`` alone would also take
 # whitespace, ``_`` separators, non-ASCII digits and NaN/Infinity).
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
+_fromisoformat = _dt.datetime.fromisoformat
+_new_datetime = _dt.datetime.__new__  # Datetime without its checks, for values parsed here
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
 
 def parse_datetime(text: str) -> Datetime | _dt.date:
     """Parse the text of a ``~t`` value: ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z``."""
+    if len(text) == 20 and text[19] == "Z" and text[10] == "T" and text[4] == "-" and text[7] == "-" \
+            and text[13] == ":" and text[16] == ":" and text.isascii():
+        # The commonest form, whole seconds: datetime's own parser (C) takes exactly digits between these
+        # separators, so it accepts what the pattern below accepts, three times faster.
+        parsed = _fromisoformat(text[:19])
+        value = _new_datetime(Datetime, parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute,
+                              parsed.second, 0, UTC)
+        value.nanosecond = 0
+        return value  # type: ignore[no-any-return]
     match = _DATETIME_RE.match(text)
     if match is None:
         raise ValueError(f"not a transit datetime: {text!r}")
@@ -91,15 +102,48 @@ def _decode_string(value: str, tilde_escape: bool) -> Any:
 def decode(value: Any, *, tilde_escape: bool = True) -> Any:
     """Turn a wire-form value (and everything inside it) into typed Python values."""
     kind = type(value)
-    if kind is str:
-        if len(value) > 1 and value[0] == "~":
-            return _decode_string(value, tilde_escape)
-        return value
     if kind is dict:
-        return {k: decode(v, tilde_escape=tilde_escape) for k, v in value.items()}
+        return _decode_dict(value, tilde_escape)
     if kind is list:
-        return [decode(v, tilde_escape=tilde_escape) for v in value]
+        return _decode_list(value, tilde_escape)
+    if kind is str and len(value) > 1 and value[0] == "~":
+        return _decode_string(value, tilde_escape)
     return value
+
+
+# The hot path of every pipe (decode before DTL, encode after). The walkers below test each value's type
+# inline, so that plain values (most of them) cost no call; they are alike on purpose: one walker over
+# dict.values() rebuilt with zip, measured, was a third slower.
+
+def _decode_dict(value: dict[str, Any], tilde_escape: bool) -> dict[str, Any]:
+    out = {}
+    for key, item in value.items():
+        kind = type(item)
+        if kind is str:
+            if item[:1] == "~" and len(item) > 1:
+                item = _decode_string(item, tilde_escape)
+        elif kind is dict:
+            item = _decode_dict(item, tilde_escape)
+        elif kind is list:
+            item = _decode_list(item, tilde_escape)
+        out[key] = item
+    return out
+
+
+def _decode_list(value: list[Any], tilde_escape: bool) -> list[Any]:
+    out = []
+    append = out.append
+    for item in value:
+        kind = type(item)
+        if kind is str:
+            if item[:1] == "~" and len(item) > 1:
+                item = _decode_string(item, tilde_escape)
+        elif kind is dict:
+            item = _decode_dict(item, tilde_escape)
+        elif kind is list:
+            item = _decode_list(item, tilde_escape)
+        append(item)
+    return out
 
 
 def _encode_bytes(value: bytes | bytearray | memoryview) -> str:
@@ -136,9 +180,9 @@ def encode(value: Any, *, tilde_escape: bool = True) -> Any:
     if kind in _PLAIN:
         return value
     if kind is dict:
-        return {k: encode(v, tilde_escape=tilde_escape) for k, v in value.items()}
+        return _encode_dict(value, tilde_escape)
     if kind is list or kind is tuple:
-        return [encode(v, tilde_escape=tilde_escape) for v in value]
+        return _encode_list(value, tilde_escape)
     encoder = _ENCODERS.get(kind)
     if encoder is None:
         for base, candidate in _ENCODERS.items():
@@ -152,3 +196,43 @@ def encode(value: Any, *, tilde_escape: bool = True) -> Any:
                 return int(value)
             raise TypeError(f"cannot transit-encode a value of type {kind.__name__}")
     return encoder(value)
+
+
+# As for decoding (above): the commonest values (plain strings, numbers, nesting) inline, the rest through
+# encode().
+
+def _encode_dict(value: dict[Any, Any], tilde_escape: bool) -> dict[Any, Any]:
+    out = {}
+    plain = _PLAIN
+    for key, item in value.items():
+        kind = type(item)
+        if kind is str:
+            if item[:1] == "~":
+                item = encode(item, tilde_escape=tilde_escape)
+        elif kind is dict:
+            item = _encode_dict(item, tilde_escape)
+        elif kind is list:
+            item = _encode_list(item, tilde_escape)
+        elif kind not in plain:
+            item = encode(item, tilde_escape=tilde_escape)
+        out[key] = item
+    return out
+
+
+def _encode_list(value: list[Any] | tuple[Any, ...], tilde_escape: bool) -> list[Any]:
+    out = []
+    append = out.append
+    plain = _PLAIN
+    for item in value:
+        kind = type(item)
+        if kind is str:
+            if item[:1] == "~":
+                item = encode(item, tilde_escape=tilde_escape)
+        elif kind is dict:
+            item = _encode_dict(item, tilde_escape)
+        elif kind is list:
+            item = _encode_list(item, tilde_escape)
+        elif kind not in plain:
+            item = encode(item, tilde_escape=tilde_escape)
+        append(item)
+    return out

@@ -98,6 +98,16 @@ def test_datetime_fractions(text: str, micro: int, nano: int, formatted: str) ->
         "~t2015-01-02T03:04:05.Z",
         "~t2015-01-02T24:00:00Z",
         "~t2015-01-02T03:04:60Z",
+        "~t2015-13-02T03:04:05Z",  # whole-second forms go through the fast path: it must be as strict
+        "~t2015-01-32T03:04:05Z",
+        "~t2015-01-02T24:04:05Z",
+        "~t2015-01-02T03:04:5xZ",
+        "~t2015-01-02T03:04:+5Z",
+        "~t2015-01-02t03:04:05Z",
+        "~t2015-01-02T03:04:05z",
+        "~t2015/01/02T03:04:05Z",
+        "~t2015-01-02T03:04:0٥Z",
+        "~t+015-01-02T03:04:05Z",
         "~t2015-1-2",
         "~t",
         "~t2015-01-02 ",
@@ -289,3 +299,13 @@ def test_datetime_from_another_zone_keeps_nanoseconds() -> None:
     assert encode(value) == "~t2020-01-02T03:04:05.000006007Z"
     naive = Datetime.from_datetime(dt.datetime(2020, 1, 2, 3))
     assert naive == Datetime(2020, 1, 2, 3)
+
+
+@pytest.mark.parametrize("text", ["2015-01-02T03:04:05Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+                                  "2024-02-29T12:00:00Z", "0001-01-01T00:00:00Z"])
+def test_whole_second_datetimes_parse_as_the_general_form_does(text: str) -> None:
+    fast = decode("~t" + text)
+    general = decode("~t" + text[:-1] + ".0Z")  # the same instant, through the general pattern
+    assert type(fast) is Datetime and fast == general and fast.nanosecond == 0
+    assert fast.tzinfo is not None and fast.utcoffset() == general.utcoffset()
+    assert encode(fast) == "~t" + text
