@@ -61,6 +61,13 @@ class DatasetActor:
         self._on_commit = on_commit
 
     async def run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
+        try:
+            await self._serve(mailbox)
+        except trio.Cancelled:  # stopped for good (a crash restarts with the mailbox as it is)
+            _refuse_waiting(mailbox, self.name)
+            raise
+
+    async def _serve(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
         async for first in mailbox:
             requests = [first]
             while len(requests) < MAX_WRITES_PER_HOP:
@@ -76,6 +83,19 @@ class DatasetActor:
                     request.done.set()
             if grew and self._on_commit is not None:
                 self._on_commit(self.name)
+
+
+def _refuse_waiting(mailbox: trio.MemoryReceiveChannel[Any], name: str) -> None:
+    """Answer the writes still queued with WriterClosed and close the mailbox, so that no writer waits for an
+    actor that has stopped (later sends fail at once)."""
+    while True:
+        try:
+            request = mailbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            break
+        request.error = WriterClosed(f"the writer of dataset '{name}' has stopped")
+        request.done.set()
+    mailbox.close()
 
 
 def _apply(datasets: Datasets, name: str, requests: list[_Request]) -> bool:
@@ -131,7 +151,10 @@ class DatasetWriters:
             return request.outcome()
         self._pending[name] += 1
         try:
-            await self._ref(name).send(request)
+            try:
+                await self._ref(name).send(request)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise WriterClosed(f"the writer of dataset '{name}' has stopped") from None
             await request.done.wait()
         finally:
             self._pending[name] -= 1

@@ -244,7 +244,8 @@ class PipeRunner:
         truncated = None
         name = self.source.dataset_source
         offset = self.get_offset()
-        if name is not None and type(offset) is int and offset > self._end_of(name):
+        if name is not None and type(offset) is int and self.datasets.get(name) is not None \
+                and offset > self._end_of(name):
             truncated = name
         return out_of_sync(recorded, now, config_changes=self.rescan_when_config_changes, truncated=truncated)
 

@@ -31,6 +31,7 @@ from ._datasets import DatasetWrite
 from ._engine import PipeRunError, RunResult
 from ._events import EventBus, iso_time
 from ._pipeline import Writer, run_pipeline
+from ._reprocessing import kept_record, resets
 from ._retention import LOG_RETENTION_HOURS, trim_log_write
 from ._schedule import Schedule, ScheduleError, check_rescans, next_cron_time, schedule_for
 from .components import setting
@@ -443,7 +444,7 @@ class PipeActor:
         except Exception:  # the run itself will say what is wrong with the pipe's inputs
             log.exception("pump %s: the out-of-sync check failed", self.pipe_id)
             return _SyncCheck(kind)
-        reset = bool(reasons) and runner.reprocessing_policy == "automatic" and kind not in ("full", "rescan")
+        reset = runner.reprocessing_policy == "automatic" and resets(reasons) and kind not in ("full", "rescan")
         if reasons:
             log.info("pump %s: out of sync (%s)%s", self.pipe_id, "; ".join(r["reason"] for r in reasons),
                      ": resetting the pipe, a full run" if reset else "")
@@ -458,7 +459,7 @@ class PipeActor:
                 state.out_of_sync.append(reason)
         if failed or result is None or result.skipped is not None or sync.record is None:
             return
-        state.sync_record = sync.record
+        state.sync_record = kept_record(state.sync_record, sync.record)
         if result.sync_type == "full":
             state.out_of_sync = []
 
@@ -557,7 +558,12 @@ class PipeActor:
             return
         self._trimmed = now
         cutoff = now - timedelta(hours=hours)
-        removed = await self._writers.apply(trim_log_write(self.execution_dataset, int(cutoff.timestamp() * 1e6)))
+        try:
+            removed = await self._writers.apply(trim_log_write(self.execution_dataset,
+                                                               int(cutoff.timestamp() * 1e6)))
+        except Exception:  # housekeeping: it never fails a run (the next trim tries again)
+            log.exception("pump %s: trimming the execution log failed", self.pipe_id)
+            return
         if removed:
             log.info("pump %s: trimmed %d execution-log entries older than %d hours", self.pipe_id, removed, hours)
 

@@ -2,7 +2,8 @@
 
 After each successful run the pump records the pipe's *sync record*: a digest of its config (the parts that
 shape its output: everything but ``pump``, ``description`` and ``comment``) and the generation of every
-dataset it reads (its source datasets and the datasets its DTL hops into). Before the next run it compares:
+dataset it reads (its source datasets and the datasets its DTL hops into; one that is missing keeps the
+generation it had). Before the next run it compares:
 
 * a dataset that was deleted, or deleted and created again (another generation);
 * a dataset the pipe reads now and did not before (a new join, a new input);
@@ -11,7 +12,9 @@ dataset it reads (its source datasets and the datasets its DTL hops into). Befor
 
 With ``reprocessing_policy: automatic`` (the pipe's, else ``global_defaults``) the pump then resets the pipe
 and runs it full; with ``continue`` (the default) it marks the pipe out of sync and runs as asked. A
-successful full run brings the pipe back in sync.
+successful full run brings the pipe back in sync. A dataset that is gone (and not back yet) marks the pipe
+but does not reset it: a full run over a missing input would delete the pipe's whole output, so the reset
+waits until the dataset is created again.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import orjson
 
 from .components import ConfigError, setting
 
-__all__ = ["POLICIES", "out_of_sync", "policy", "sync_record"]
+__all__ = ["POLICIES", "kept_record", "out_of_sync", "policy", "resets", "sync_record"]
 
 POLICIES = ("continue", "automatic")
 _NOT_OUTPUT = ("pump", "description", "comment")  # pipe properties that do not shape the output
@@ -57,17 +60,32 @@ def out_of_sync(recorded: Mapping[str, Any] | None, now: Mapping[str, Any], *, c
     reasons: list[dict[str, Any]] = []
     if truncated is not None:
         reasons.append({"reason": f"the source dataset '{truncated}' ends before the pipe's offset",
-                        "dataset": truncated})
+                        "dataset": truncated, "kind": "truncated"})
     if not recorded:
         return reasons
     before: Mapping[str, Any] = recorded.get("inputs") or {}
     for name, generation in now["inputs"].items():
         if name not in before:
-            reasons.append({"reason": f"the pipe reads a new dataset '{name}'", "dataset": name})
+            reasons.append({"reason": f"the pipe reads a new dataset '{name}'", "dataset": name, "kind": "new-input"})
         elif before[name] is not None and generation is None:
-            reasons.append({"reason": f"the dataset '{name}' was deleted", "dataset": name})
+            reasons.append({"reason": f"the dataset '{name}' was deleted", "dataset": name, "kind": "deleted"})
         elif before[name] is not None and generation != before[name]:
-            reasons.append({"reason": f"the dataset '{name}' was deleted and created again", "dataset": name})
+            reasons.append({"reason": f"the dataset '{name}' was deleted and created again", "dataset": name,
+                            "kind": "recreated"})
     if config_changes and recorded.get("config") != now["config"]:
-        reasons.append({"reason": "the pipe's config changed", "dataset": None})
+        reasons.append({"reason": "the pipe's config changed", "dataset": None, "kind": "config"})
     return reasons
+
+
+def kept_record(recorded: Mapping[str, Any] | None, now: Mapping[str, Any]) -> dict[str, Any]:
+    """The sync record to keep after a good run: ``now``, except that an input that is missing keeps the
+    generation it had, so that its return as another dataset is seen."""
+    before: Mapping[str, Any] = (recorded or {}).get("inputs") or {}
+    inputs = {name: generation if generation is not None else before.get(name)
+              for name, generation in now["inputs"].items()}
+    return {**now, "inputs": inputs}
+
+
+def resets(reasons: list[dict[str, Any]]) -> bool:
+    """Whether the automatic policy resets the pipe for ``reasons``: not while an input is missing."""
+    return bool(reasons) and all(reason["kind"] != "deleted" for reason in reasons)

@@ -468,13 +468,14 @@ def _ordered(entities: Any) -> list[dict[str, Any]]:
 @asynccontextmanager
 async def open_node(data_dir: str | Path, engine: Engine | None = None, *,
                     dataset_options: storage.LevelDBOptions | None = None) -> AsyncIterator[Node]:
-    """Open and boot a node; on exit stop its actors, then close its datasets and store."""
+    """Open and boot a node; on exit let running runs stop after their current batch, stop its actors, then
+    close its datasets and store."""
     node = Node(data_dir, engine, dataset_options=dataset_options)
     try:
         async with trio.open_nursery() as nursery, Supervisor(on_event=node._on_supervisor_event) as supervisor:
             await node._boot(supervisor)
             yield node
-            node.accepting_runs = False
+            await node.stop_runs()  # runs end (and log) while the dataset actors still take their writes
             nursery.cancel_scope.cancel()
     finally:
         node.close()

@@ -128,6 +128,49 @@ async def test_a_write_taken_by_the_actor_is_applied_even_if_its_sender_is_cance
     assert [e["_id"] for e in datasets.open("d").iter_entities()] == ["kept", "next"]
 
 
+async def test_a_stopped_actor_answers_queued_writes_and_refuses_new_ones(datasets: Datasets) -> None:
+    """A writer never waits for an actor that has stopped (node shutdown): queued writes and later ones get
+    WriterClosed."""
+    token = trio.lowlevel.current_trio_token()
+    busy, release = trio.Event(), trio.Event()
+
+    def blocking(dataset: storage.Dataset) -> int:
+        trio.from_thread.run_sync(busy.set, trio_token=token)
+        trio.from_thread.run(release.wait, trio_token=token)
+        return dataset.write([{"_id": "first"}]).appended
+
+    outcomes: list[Any] = []
+
+    async def write_and_note(write: DatasetWrite) -> None:
+        try:
+            outcomes.append(await writers.apply(write))
+        except WriterClosed as exc:
+            outcomes.append(exc)
+
+    async with Supervisor() as supervisor:
+        writers = DatasetWriters(datasets)
+        writers.attach(supervisor)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write_and_note, DatasetWrite("d", blocking))
+            await busy.wait()  # the actor is applying the first write (shielded)
+            nursery.start_soon(write_and_note, append("d", {"_id": "queued"}))
+            await trio.testing.wait_all_tasks_blocked()
+            stopping = trio.Event()
+
+            async def stop() -> None:
+                await supervisor.stop(DatasetWriters.actor_name("d"))
+                stopping.set()
+
+            nursery.start_soon(stop)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()  # the write in progress completes; the queued one is refused
+            await stopping.wait()
+        with pytest.raises(WriterClosed, match="has stopped"):
+            await writers.apply(append("d", {"_id": "late"}))
+    assert outcomes[0] == 1 and isinstance(outcomes[1], WriterClosed)
+    assert [e["_id"] for e in datasets.open("d").iter_entities()] == ["first"]
+
+
 async def test_without_a_supervisor_writes_run_under_the_lock(datasets: Datasets) -> None:
     commits: list[str] = []
     writers = DatasetWriters(datasets, on_commit=commits.append)

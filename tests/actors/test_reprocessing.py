@@ -69,3 +69,33 @@ def test_the_runner_records_its_inputs_and_sees_a_truncated_source(datasets: Dat
     runner.set_offset(10)  # beyond the end of the source
     found = runner.out_of_sync(now, now)
     assert [r["reason"] for r in found] == ["the source dataset 'a' ends before the pipe's offset"]
+
+
+def test_a_missing_input_marks_the_pipe_but_only_its_return_resets_it() -> None:
+    from actors._reprocessing import resets
+
+    before = record(PIPE, a="g1")
+    gone = out_of_sync(before, record(PIPE, a=None), config_changes=False)
+    assert [r["kind"] for r in gone] == ["deleted"] and resets(gone) is False
+    back = out_of_sync(before, record(PIPE, a="g2"), config_changes=False)
+    assert [r["kind"] for r in back] == ["recreated"] and resets(back) is True
+    assert resets([]) is False
+
+
+def test_a_missing_source_is_not_called_truncated(datasets: Datasets) -> None:
+    runner = build_runner(PIPE, datasets)
+    runner.set_offset(10)
+    now = runner.sync_record()
+    assert now["inputs"] == {"a": None}
+    assert runner.out_of_sync(now, now) == []  # no dataset 'a': nothing ends before the offset
+
+
+def test_a_missing_input_keeps_its_last_generation_in_the_record() -> None:
+    from actors._reprocessing import kept_record
+
+    before = record(PIPE, a="g1", b="g2")
+    kept = kept_record(before, record(PIPE, a=None, b="g3"))
+    assert kept["inputs"] == {"a": "g1", "b": "g3"}
+    assert [r["kind"] for r in out_of_sync(kept, record(PIPE, a="g9", b="g3"), config_changes=False)] == \
+           ["recreated"]
+    assert kept_record(None, record(PIPE, a=None))["inputs"] == {"a": None}

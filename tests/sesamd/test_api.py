@@ -355,3 +355,25 @@ async def test_automatic_reprocessing_resets_the_pipe_when_its_config_changes(ap
     loud = {e["_id"]: e["loud"] for e in await api.get("/datasets/upper/entities")}
     assert loud == {"1": "ANN!", "2": "BOB!", "3": "CY!"}  # every entity again, under the new config
     assert (await api.run("upper"))["sync-type"] == "incremental"
+
+
+async def test_automatic_reprocessing_waits_for_a_deleted_input_to_come_back(api: Api) -> None:
+    upper = {**CONFIG[1], "reprocessing_policy": "automatic"}
+    await api.put_config([CONFIG[0], upper])
+    await api.run("people")
+    await api.run("upper")
+    await api.node.writers.close("people")
+    await trio.to_thread.run_sync(api.node.datasets.delete, "people")
+    runtime = await api.run("upper")  # a full run now would delete every output entity: no reset
+    assert runtime["sync-type"] == "incremental" and runtime["is-out-of-sync"] is True
+    assert [r["kind"] for r in runtime["out-of-sync"]] == ["deleted"]
+    assert len(await api.get("/datasets/upper/entities")) == 3
+    with api.node.events.subscribe(maxsize=20, filter={"pipe": "upper", "type": "pump-completed"}) as events:
+        await api.run("people")  # the input is back (another generation): now the pipe resets
+        runtime = await api.run("upper")  # (people's commit may have signalled the reset run already)
+        reset = await events.receive()
+    assert reset["reset"] is True and reset["sync_type"] == "full"
+    assert [r["kind"] for r in reset["out_of_sync"]] == ["recreated"]
+    assert runtime["is-out-of-sync"] is False
+    assert {e["_id"]: e["loud"] for e in await api.get("/datasets/upper/entities")} == {"1": "ANN", "2": "BOB",
+                                                                                       "3": "CY"}
