@@ -41,7 +41,7 @@ import storage
 from dtl import DTLRuntimeError
 
 from ._datasets import Datasets, DatasetWrite
-from ._reprocessing import out_of_sync, policy, sync_record
+from ._reprocessing import config_digest, out_of_sync, policy, sync_record
 from ._retention import log_retention_hours
 from ._tracking import TrackingLimitError, TrackingLimits, affected_ids, latest_versions
 from .components import BuildContext, ConfigError, Sink, Source, Transform, global_defaults, lookup
@@ -164,6 +164,7 @@ class PipeRunner:
         self.tracked_datasets: list[str] = sorted(tracked)
         self.tracking_limits = TrackingLimits.of(pipe_id, effective, self.metadata)
         self.reprocessing_policy, self.rescan_when_config_changes = policy(effective, self.metadata, pipe_id)
+        self._config_digest = config_digest(effective)  # the config of a runner never changes
         self.log_retention_hours = log_retention_hours(effective, self.metadata, pipe_id)
 
     # -- what the node needs to know ---------------------------------------------------------------------
@@ -236,7 +237,7 @@ class PipeRunner:
         for name in sorted({*self.source_datasets, *self.tracked_datasets}):
             dataset = self.datasets.get(name)
             generations[name] = None if dataset is None else dataset.generation
-        return sync_record(self.config, generations)
+        return sync_record(self._config_digest, generations)
 
     def out_of_sync(self, recorded: dict[str, Any] | None, now: dict[str, Any]) -> list[dict[str, Any]]:
         """Why the pipe is out of sync with its inputs since the ``recorded`` sync record (see

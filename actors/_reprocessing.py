@@ -27,7 +27,7 @@ import orjson
 
 from .components import ConfigError, setting
 
-__all__ = ["POLICIES", "kept_record", "out_of_sync", "policy", "resets", "sync_record"]
+__all__ = ["POLICIES", "config_digest", "kept_record", "out_of_sync", "policy", "resets", "sync_record"]
 
 POLICIES = ("continue", "automatic")
 _NOT_OUTPUT = ("pump", "description", "comment")  # pipe properties that do not shape the output
@@ -46,10 +46,16 @@ def policy(config: Mapping[str, Any], metadata: Mapping[str, Any], pipe_id: str)
     return chosen, on_config
 
 
-def sync_record(config: Mapping[str, Any], generations: Mapping[str, str | None]) -> dict[str, Any]:
-    """What a successful run leaves to compare with: the config digest and each input's generation."""
+def config_digest(config: Mapping[str, Any]) -> str:
+    """The digest of the parts of a pipe's config that shape its output."""
     shaping = {k: v for k, v in config.items() if k not in _NOT_OUTPUT}
-    digest = hashlib.sha256(orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def sync_record(config: Mapping[str, Any] | str, generations: Mapping[str, str | None]) -> dict[str, Any]:
+    """What a successful run leaves to compare with: the config digest (given, or of ``config``) and each
+    input's generation."""
+    digest = config if isinstance(config, str) else config_digest(config)
     return {"config": digest, "inputs": dict(generations)}
 
 

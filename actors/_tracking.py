@@ -104,10 +104,10 @@ def affected_ids(runner: PipeRunner, tracking: dict[str, int], limits: TrackingL
     lookup = runner.datasets.lookup
     for name in runner.tracked_datasets:
         since = tracking.get(name)
-        dataset = runner.datasets.get(name)
         if since is None:
-            tracking[name] = -1 if dataset is None else dataset.next_offset - 1
+            tracking[name] = runner._end_of(name)
             continue
+        dataset = runner.datasets.get(name)
         if dataset is None:
             continue
         for seq, stored in dataset.iter_stored(since, history=True, deleted=True):
