@@ -1,4 +1,5 @@
-"""The ``sesamd`` command line: ``sesamd serve`` and ``sesamd dataset import|export|list|check``."""
+"""The ``sesamd`` command line: ``sesamd serve``, ``sesamd dataset import|export|list|check``, ``sesamd token``
+and ``sesamd user add|list|remove``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _dataset_cli, _serve
+from . import _auth_cli, _dataset_cli, _serve
 
 __all__ = ["main"]
 
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve.add_command(commands)
     _dataset_cli.add_commands(commands)
+    _auth_cli.add_commands(commands)
     return parser
 
 
@@ -28,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except _dataset_cli.CLIError as exc:
+    except (_dataset_cli.CLIError, _auth_cli.CLIError) as exc:
         print(f"sesamd: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -173,6 +173,12 @@ class Node:
         return self.config_entity("node") or {}
 
     @property
+    def developer_mode(self) -> bool:
+        """Whether the clients' test workflow (run-all-pipes, resets) is allowed: metadata ``developer_mode``
+        (default true on a self-hosted node)."""
+        return self.metadata.get("developer_mode", True) is not False
+
+    @property
     def scheduler_enabled(self) -> bool:
         """False when ``task_manager.disable_pump_scheduler`` is set (metadata) or the node is stopping."""
         task_manager = self.metadata.get("task_manager") or {}

@@ -166,8 +166,8 @@ async def serve(data_dir: str | Path, *, host: str = "127.0.0.1", port: int = DE
     """
     import hypercorn.config
 
-    from ._api import create_app
     from ._node import open_node
+    from .api import create_app
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_node(data_dir, engine, dataset_options=dataset_options) as node:
@@ -180,6 +180,8 @@ async def serve(data_dir: str | Path, *, host: str = "127.0.0.1", port: int = DE
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
             config.graceful_timeout = 5.0
+            config.read_timeout = 10  # a body that stops arriving closes its connection (idle reads)
+            config.websocket_ping_interval = 5.0  # ...so websocket peers answer pings meanwhile
             stopping = trio.Event()
             server_stop = trio.Event()
             async with trio.open_nursery() as nursery:

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 import storage
+from sesamd._auth import Authenticator
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTITIES = 40_000
@@ -113,9 +114,10 @@ class WalMeter:
 class Daemon:
     """A ``sesamd serve`` subprocess (stderr goes to ``log``) and a client for its API."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], url: str, data_dir: Path) -> None:
         self.process, self.url = process, url
-        self.client = httpx.Client(base_url=url, timeout=30)
+        token = Authenticator(data_dir).mint("admin")
+        self.client = httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"})
 
     def put_config(self, config: list[dict[str, Any]]) -> None:
         response = self.client.put("/config", content=json.dumps(config), headers={"Content-Type": "application/json"})
@@ -163,7 +165,7 @@ def daemon(data_dir: Path, log: Path) -> Iterator[Daemon]:
         assert process.stdout is not None
         line = process.stdout.readline().decode()
         assert line.startswith("sesamd: serving "), f"sesamd did not start: {line!r}\n{log.read_text()}"
-        server = Daemon(process, line.split()[2])
+        server = Daemon(process, line.split()[2], data_dir)
         yield server
     finally:
         if server is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import trio
 
+from sesamd._auth import Authenticator
 from sesamd._config import parse_config, render_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +96,8 @@ def _process(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 @asynccontextmanager
 async def serve(data_dir: Path, *args: str) -> AsyncIterator[Server]:
     with _process("--data-dir", str(data_dir), *args) as (process, url):
-        async with httpx.AsyncClient(timeout=30) as client:
+        token = Authenticator(data_dir).mint("admin")
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
             yield Server(process, url, client)
 
 

@@ -10,8 +10,10 @@ from urllib.parse import quote
 import pytest
 import trio
 
-from sesamd._api import _json_array, create_app
 from sesamd._node import Node, open_node
+from sesamd.api import create_app
+from sesamd.api._views import json_array as _json_array
+from sesamd.testing import TokenClient
 
 
 def embedded(pipe_id: str, entities: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -31,7 +33,7 @@ class Api:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.client = create_app(node).test_client()
+        self.client = TokenClient(create_app(node))
 
     async def get(self, path: str, status: int = 200, **params: Any) -> Any:
         response = await self.client.get("/api" + path, query_string=params)

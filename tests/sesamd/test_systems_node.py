@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy
 import trio
 
-from sesamd._api import create_app
 from sesamd._config import ConfigValidationError
 from sesamd._node import Node, open_node
+from sesamd.api import create_app
+from sesamd.testing import TokenClient
 
 SECRET = "hunter2-very-secret"
 
@@ -42,7 +43,7 @@ async def wait_open(node: Node, *ids: str) -> None:
 class Api:
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.client = create_app(node).test_client()
+        self.client = TokenClient(create_app(node))
 
     async def get(self, path: str, status: int = 200) -> Any:
         response = await self.client.get("/api" + path)
