@@ -183,10 +183,24 @@ class DatasetWriters:
         until this returns (then the dataset may be deleted)."""
         self._closing.add(name)
         try:
-            while self._pending.get(name):
-                idle = self._idle.setdefault(name, trio.Event())
-                await idle.wait()
-            if self._refs.pop(name, None) is not None and self._supervisor is not None:
-                await self._supervisor.stop(self.actor_name(name))
+            await self._stop(name)
         finally:
             self._closing.discard(name)
+
+    async def delete(self, name: str) -> None:
+        """Close the dataset's writer (as :meth:`close`) and remove the dataset with all its data before the
+        writer takes writes again: a write sent meanwhile gets WriterClosed; a later one creates the dataset
+        anew (with a new generation)."""
+        self._closing.add(name)
+        try:
+            await self._stop(name)
+            await trio.to_thread.run_sync(self.datasets.delete, name)
+        finally:
+            self._closing.discard(name)
+
+    async def _stop(self, name: str) -> None:
+        while self._pending.get(name):
+            idle = self._idle.setdefault(name, trio.Event())
+            await idle.wait()
+        if self._refs.pop(name, None) is not None and self._supervisor is not None:
+            await self._supervisor.stop(self.actor_name(name))

@@ -43,6 +43,7 @@ from dtl import DTLRuntimeError
 from ._datasets import Datasets, DatasetWrite
 from ._reprocessing import config_digest, out_of_sync, policy, sync_record
 from ._retention import log_retention_hours
+from ._schedule import ScheduleError, check_rescans, schedule_for
 from ._tracking import TrackingLimitError, TrackingLimits, affected_ids, latest_versions
 from .components import BuildContext, ConfigError, Sink, Source, Transform, global_defaults, lookup
 
@@ -141,6 +142,11 @@ class PipeRunner:
         self.pipe_id = pipe_id
         self.original = config
         self.config = effective = effective_config(config)
+        try:  # a schedule that can never run is a config error, not a pipe silently never scheduled
+            schedule_for(effective)
+            check_rescans(effective.get("pump") or {})
+        except ScheduleError as exc:
+            raise ConfigError(str(exc), where=f"pipe {pipe_id}: pump") from None
         self.datasets = datasets
         self.metadata: dict[str, Any] = metadata or {}
         context = BuildContext(pipe_id, effective, datasets, self.metadata, secrets or {})
@@ -373,6 +379,7 @@ class PipeRun:
         elif sync_type == "partial":
             offset = _rewind(offset, runner.config.get("pump", {}).get("partial_rescan_delta"))
         self.start_offset = offset
+        self.position: Any = offset  # the offset of the last batch read (progress: a chronological source)
         self.since: Any = None
         if source.supports_since:
             self.since = offset if offset is not None else runner.source_config.get("initial_since_value")
@@ -426,7 +433,7 @@ class PipeRun:
             result.processed += len(batch)
             if self.chronological:
                 if batch:
-                    offset = batch[-1].get("_updated", offset)
+                    offset = self.position = batch[-1].get("_updated", offset)
             elif self.keeps_offset:
                 newest = _newest(batch, newest)
             yield Work(batch, self._state(offset))

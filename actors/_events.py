@@ -129,6 +129,7 @@ class EventBus:
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._subscribers: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
         self._clock = clock or (lambda: datetime.now(UTC))
         self._closed = False
 
@@ -136,8 +137,25 @@ class EventBus:
         """Deliver ``event`` to every matching subscriber; never blocks."""
         if "time" not in event:
             event = {**event, "time": iso_time(self._clock())}
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener never breaks the publisher
+                pass
         for subscription in list(self._subscribers):
             subscription._offer(event)
+
+    def add_listener(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` synchronously for every event published from now on (with its ``time``),
+        before the subscribers get it (the node's :class:`~sesamd._feed.EventFeed` numbers events so); it
+        must not block and must not change the event. Returns a function that removes the listener."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
 
     def subscribe(self, maxsize: int = 1000, filter: EventFilter | None = None) -> Subscription:
         """A new subscription holding at most ``maxsize`` events; ``filter`` is a predicate or field map."""

@@ -48,6 +48,7 @@ SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen"
 _OFFSET_OPERATIONS = ("update-last-seen", "set-last-seen-to-end")
 _TRACKING_OPERATIONS = ("reset-tracking", "set-tracking-to-start")  # only pipes that track dependencies
 _NEVER = 999999999999999  # notification_granularity default: never force a noop log
+PROGRESS_INTERVAL = 1.0  # seconds between the pump-progress events of a run in progress
 
 
 class PumpConflict(Exception):
@@ -170,8 +171,10 @@ class PipeActor:
         config_errors: list[dict[str, Any]] | None = None,
         writers: Writer | None = None,
         driver: Driver = run_pipeline,
+        progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
         self.runner = runner
+        self.progress_interval = progress_interval  # pump-progress every so many seconds (0: none)
         self.pipe_id: str = runner.pipe_id
         self.execution_dataset = f"system:pump_execution:{self.pipe_id}"
         self._store = store
@@ -466,6 +469,7 @@ class PipeActor:
     def _run_began(self, run: Any) -> None:
         if self._current is not None:
             self._current["result"] = run.result  # the progress of the run in progress
+            self._current["run"] = run
 
     def _predicted_sync_type(self, kind: str) -> str:
         if kind in ("full", "rescan"):
@@ -482,11 +486,67 @@ class PipeActor:
         limiter = self._limiter or trio.to_thread.current_default_thread_limiter()
         try:
             async with limiter:  # one slot of the node's run limiter for the whole run
-                return _Outcome(await self._driver(self.runner, kind=kind, writers=self._writers,
-                                                   should_stop=lambda: self._stop_requested,
-                                                   on_begin=self._run_began))
+                return _Outcome(await self._drive(kind))
         except Exception as exc:  # a failing pipe fails its run, never the actor
             return _Outcome(None, exc, traceback.format_exc())
+
+    async def _drive(self, kind: str) -> RunResult:
+        """The driver's run, with a task beside it (in the actor's nursery) publishing ``pump-progress``:
+        nothing on the per-entity path, it looks at the run's counters every ``progress_interval`` seconds."""
+        reporter = self._start_progress()
+        try:
+            return await self._driver(self.runner, kind=kind, writers=self._writers,
+                                      should_stop=lambda: self._stop_requested, on_begin=self._run_began)
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+
+    def _start_progress(self) -> trio.CancelScope | None:
+        """Start the progress task of a run (not for a run outside the actor's ``run``, nor with an interval
+        of 0); returns the scope that ends it."""
+        if self._nursery is None or not self.progress_interval or self.progress_interval <= 0:
+            return None
+        scope = trio.CancelScope()
+        self._nursery.start_soon(self._report_progress, scope, trio.current_time())
+        return scope
+
+    async def _report_progress(self, scope: trio.CancelScope, started: float) -> None:
+        with scope:
+            while True:
+                await trio.sleep(self.progress_interval)
+                try:
+                    event = self._progress_event(trio.current_time() - started)
+                except Exception:  # progress is a courtesy: it never fails a run
+                    continue
+                if event is not None:
+                    self._publish(event)
+
+    def _progress_event(self, elapsed: float) -> dict[str, Any] | None:
+        """``pump-progress`` of the run in progress: entities read (source and dependency tracking) and
+        written (changes) so far, the read rate since the start, and an ETA of the source's reading when the
+        source knows its end (a dataset source: its last offset against the run's position), else None."""
+        current = self._current
+        result = current.get("result") if current else None
+        if result is None:
+            return None
+        read = result.processed + result.dependencies
+        return {"type": "pump-progress", "pipe": self.pipe_id, "read": read, "written": result.changes,
+                "rate": read / elapsed if elapsed > 0 else 0.0, "elapsed_seconds": elapsed,
+                "eta_seconds": self._eta(current.get("run"), elapsed) if current else None}
+
+    def _eta(self, run: Any, elapsed: float) -> float | None:
+        source = getattr(self.runner, "source", None)
+        position = getattr(run, "position", None)
+        if source is None or getattr(source, "dataset_source", None) is None or type(position) is not int:
+            return None
+        end = source.end_offset()
+        if type(end) is not int:
+            return None
+        if position >= end:
+            return 0.0
+        start = run.start_offset if type(run.start_offset) is int else -1
+        done = position - start
+        return (end - position) * elapsed / done if done > 0 and elapsed > 0 else None
 
     async def _finish(self, outcome: _Outcome, started: datetime, ended: datetime, predicted: str,
                       origin: str, user: Any, sync: _SyncCheck) -> dict[str, Any]:
@@ -523,13 +583,19 @@ class PipeActor:
         if sync.reasons:
             event["out_of_sync"] = sync.reasons
             event["reset"] = sync.reset
+        if result is not None:  # seconds spent in each stage (the feed's pump-completed/pump-failed)
+            event["timings"] = {"source": result.source_time, "transform": result.transform_time,
+                                "sink": result.sink_time}
+        if failed:
+            event["error"] = original or reason
+            event["entity_id"] = _entity_id(outcome.error, entity)
         event["time"] = times["end_time"]
         if failed or self._should_log(result, ended):
             started_entity = {"_id": "pump-started", "event_type": "pump-started", "pipe": self.pipe_id,
                               "start_time": times["start_time"], "sync_type": sync_type,
                               "pump_definition": f"pump:{self.pipe_id}", "origin": origin}
             terminal = {k: v for k, v in event.items() if k not in ("type", "time", "processed", "changes",
-                                                                       "deleted")}
+                                                                       "deleted", "timings", "error", "entity_id")}
             terminal.update(_id=event["type"], event_type=event["type"])
             if user is not None:
                 started_entity["user"] = terminal["user"] = user
@@ -783,6 +849,18 @@ def _metrics(result: RunResult | None) -> dict[str, Any]:
     return {"entities.changes_last_run": result.changes, "entities.entities_last_run": result.processed,
             "entities.source_time": result.source_time, "entities.transform_time": result.transform_time,
             "entities.sink_time": result.sink_time}
+
+
+def _entity_id(error: BaseException | None, entity: dict[str, Any] | None) -> Any:
+    """The ``_id`` of the entity a run failed on, where known (the failing entity, or a DTL error's id)."""
+    if isinstance(entity, dict) and entity.get("_id") is not None:
+        return entity["_id"]
+    while error is not None:
+        entity_id = getattr(error, "entity_id", None)
+        if entity_id is not None:
+            return entity_id
+        error = error.__cause__
+    return None
 
 
 def _failure(outcome: _Outcome) -> tuple[str, str | None, dict[str, Any] | None]:

@@ -91,7 +91,8 @@ class Supervisor:
     """Runs actors under one nursery; restarts crashed ones with back-off, isolates failures.
 
     Use ``async with Supervisor(...) as sup`` (or :meth:`run` under ``nursery.start``); leaving the block
-    cancels every child.
+    cancels every child. ``on_event(kind, data)`` hears ``actor-crashed``, ``actor-restarted`` (after the
+    back-off, as the child starts again) and ``actor-failed``, each with the ``actor``'s name.
     """
 
     def __init__(self, *, policy: RestartPolicy | None = None, on_event: EventSink | None = None,
@@ -170,6 +171,8 @@ class Supervisor:
                         status.restarts += 1
                         status.state = "restarting"
                         await trio.sleep(policy.delay(attempt))
+                        self._on_event("actor-restarted", {"actor": status.name, "restarts": status.restarts,
+                                                           "error": status.last_error})
                         continue
                     status.state = "stopped"  # returned normally: mailbox closed or work done
                     return

@@ -8,6 +8,7 @@ Validation errors use Sesam's ``PipeConfigError`` shape: ``{"elements", "level",
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
     "entity_hash",
     "entity_kind",
     "parse_config",
+    "parse_upload",
     "render_json",
     "secret_names",
     "substitute",
@@ -75,6 +77,32 @@ def parse_config(data: bytes | str) -> Any:
         return storage.parse_json(data)
     except storage.JSONError as exc:
         raise ConfigValidationError([config_error("$", f"the config is not valid JSON: {exc}")]) from None
+
+
+class _Literal(str):
+    """A JSON number with a fraction or exponent, as written."""
+
+
+def parse_upload(data: bytes | str) -> tuple[Any, Any]:
+    """An upload in wire form (to run) and in display form (to give back exactly as uploaded).
+
+    The display form escapes strings that start with ``~`` (``"~f22.1"`` becomes ``"~~f22.1"``) and writes
+    fractions as ``~f`` literals with their digits, so :func:`render_json` gives back the upload's values.
+    """
+    wire = parse_config(data)
+    return wire, _display(json.loads(data, parse_float=_Literal))
+
+
+def _display(value: Any) -> Any:
+    if isinstance(value, str):
+        if isinstance(value, _Literal):
+            return "~f" + value
+        return "~" + value if value.startswith("~") else value
+    if isinstance(value, list):
+        return [_display(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _display(v) for k, v in value.items()}
+    return value
 
 
 def entity_kind(entity: Mapping[str, Any]) -> str:
@@ -228,6 +256,8 @@ def _render(value: Any, out: list[str], indent: int | None, depth: int) -> None:
     if isinstance(value, str):
         if value.startswith("~f") and _is_number(value[2:]):
             out.append(value[2:])
+        elif value.startswith("~~"):  # an escaped string that starts with "~"
+            out.append(orjson.dumps(value[1:]).decode())
         else:
             out.append(orjson.dumps(value).decode())
         return

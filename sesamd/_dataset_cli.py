@@ -11,6 +11,8 @@ from typing import IO, Any
 
 import storage
 
+from ._entities_upload import EntityUploadError, validated_entities
+
 __all__ = ["CLIError", "add_commands", "export_dataset", "import_file"]
 
 IMPORT_OFFSET_KEY = "import"
@@ -73,23 +75,10 @@ def _open_existing(args: argparse.Namespace) -> storage.Dataset:
 
 def _validated(stream: IO[bytes], source: str) -> Iterator[tuple[dict[str, Any], int]]:
     """Entities of a file with their line numbers; raises CLIError naming the first bad one."""
-    position = 0
     try:
-        for entity, line in storage.iter_json_entities(stream):
-            position += 1
-            try:
-                storage.prepare(entity)
-            except storage.EntityError as exc:
-                raise CLIError(f"{source}: line {line}, entity #{position}{_describe(entity)}: {exc}") from None
-            yield entity, line
-    except storage.JSONError as exc:
-        raise CLIError(f"{source}: {exc} (after {position} valid entities)") from None
-
-
-def _describe(entity: Any) -> str:
-    if isinstance(entity, dict) and isinstance(entity.get("_id"), str):
-        return f" (_id {entity['_id']!r})"
-    return ""
+        yield from validated_entities(stream)
+    except EntityUploadError as exc:
+        raise CLIError(f"{source}: {exc}") from None
 
 
 def import_file(dataset: storage.Dataset, path: str, *, full: bool = False) -> dict[str, int]:

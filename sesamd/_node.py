@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from typing import Any
 import trio
 
 import storage
-from actors import DatasetWriters, Supervisor
+from actors import DatasetWrite, DatasetWriters, Supervisor
 
 from . import __version__
 from ._config import (
@@ -39,13 +40,15 @@ from ._config import (
     substitute,
     validate_structure,
 )
-from ._systems import SystemRegistry
+from ._feed import EventFeed, FeedLogHandler
+from ._systems import SystemRegistry, scoped_secrets
 
 __all__ = ["Engine", "Node", "PipeState", "UnknownPipe", "default_engine", "open_node"]
 
 log = logging.getLogger("sesamd.node")
 
 EXECUTION_DATASET = "system:pump_execution:{}"
+CONFIG_HISTORY = "system:config"  # every accepted version of each config entity (display form)
 
 
 class UnknownPipe(KeyError):
@@ -128,6 +131,8 @@ class Node:
         self.store = self.data_dir.open_node_store()
         self.datasets = self.engine.make_datasets(self.data_dir)
         self.events = self.engine.make_events()
+        self.feed = EventFeed(self.events)  # numbered, buffered events for GET /api/events
+        self._writer_of: dict[str, str] = {}  # sink dataset -> the pipe writing it (dataset-changed events)
         self.writers = DatasetWriters(self.datasets, on_commit=self._dataset_changed)
         self.started_at = datetime.now(UTC)
         self.node_id = self._node_id()
@@ -135,7 +140,9 @@ class Node:
         self.pipes: dict[str, PipeState] = {}
         self.accepting_runs = True
         self.run_limiter = trio.CapacityLimiter(max(2, min(8, os.cpu_count() or 2)))
-        self._entities: list[dict[str, Any]] = self._load_config()
+        self._entities: list[dict[str, Any]] = []  # in upload order, wire form
+        self._displays: dict[str, Any] = {}  # id -> the entity exactly as uploaded (display form)
+        self._load_config()
         self._supervisor: Supervisor | None = None
         self._lock = trio.Lock()
         self.systems = SystemRegistry()  # system actors (clients, pools), applied with the config
@@ -149,8 +156,15 @@ class Node:
             self.store.put("meta", "node-id", node_id)
         return str(node_id)
 
-    def _load_config(self) -> list[dict[str, Any]]:
-        return _ordered(value for _name, value in self.store.items("config"))
+    def _load_config(self) -> None:
+        stored = []
+        for _name, value in self.store.items("config"):
+            if "entity" not in value:  # stored before upload order and display forms were kept
+                value = {"position": 1 << 30, "entity": value, "display": value}
+            stored.append(value)
+        stored.sort(key=lambda v: (v["position"], v["entity"].get("_id", "")))
+        self._entities = [v["entity"] for v in stored]
+        self._displays = {v["entity"]["_id"]: v["display"] for v in stored}
 
     @property
     def env(self) -> dict[str, Any]:
@@ -160,9 +174,27 @@ class Node:
     def secrets(self) -> dict[str, Any]:
         return dict(self.store.items("secret"))
 
+    @property
+    def system_secrets(self) -> dict[str, dict[str, Any]]:
+        """Each system's own secrets by system id (``/api/systems/{id}/secrets``): name -> value."""
+        return dict(self.store.items("system-secret"))
+
+    async def reload_system(self, system_id: str) -> None:
+        """Close and reopen a system's clients and pools (not while a config is being applied)."""
+        async with self._lock:
+            await self.systems.reload(system_id)
+
     def config(self) -> list[dict[str, Any]]:
-        """The config entities as uploaded: metadata, systems, then pipes, each by id."""
+        """The config entities in upload order, in wire form (what :meth:`apply_config` takes)."""
         return list(self._entities)
+
+    def uploaded_config(self) -> list[Any]:
+        """The config entities in upload order, exactly as uploaded (display form, see ``_config``)."""
+        return [self._displays.get(e["_id"], e) for e in self._entities]
+
+    def uploaded_entity(self, entity_id: str) -> Any | None:
+        entity = self.config_entity(entity_id)
+        return None if entity is None else self._displays.get(entity_id, entity)
 
     def config_entity(self, entity_id: str) -> dict[str, Any] | None:
         return next((e for e in self._entities if e.get("_id") == entity_id), None)
@@ -222,28 +254,60 @@ class Node:
 
     # -- config ------------------------------------------------------------------------------------
 
-    async def apply_config(self, entities: Any, *, force: bool = False) -> list[dict[str, Any]]:
-        """Validate, store and apply a whole config (the default group); returns the errors kept.
+    async def apply_config(self, entities: Any, *, force: bool = False, displays: Mapping[str, Any] | None = None,
+                           check: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Validate, store and apply a whole config (wire form, in upload order); returns the errors kept.
 
-        Without ``force`` any error rejects the upload (ConfigValidationError) and nothing changes. With
-        ``force`` the valid parts are applied and invalid pipes are kept, not running, with their errors.
+        Without ``force`` an error rejects the upload (ConfigValidationError) and nothing changes; with
+        ``check`` only errors of those entity ids do (an edit of one pipe is not refused for another's
+        error). With ``force`` everything that can be identified is stored, and invalid entities are kept,
+        not running, with their errors. ``displays`` holds entities exactly as uploaded (display form, by
+        id); an entity without one keeps its earlier display form while its wire form is unchanged.
         """
         async with self._lock:
             plan = await self._plan(entities)
-            if plan.errors and not force:
-                raise ConfigValidationError(plan.errors)
-            await trio.to_thread.run_sync(
-                lambda: self.store.put_many("config", [(e["_id"], e) for e in plan.entities], replace=True))
-            self._entities = _ordered(plan.entities)
+            refusing = plan.errors if check is None else [
+                e for e in plan.errors if _entity_of(e, plan.entities) in check]
+            if refusing and not force:
+                raise ConfigValidationError(refusing)
+            shown = {}
+            for entity in plan.entities:
+                entity_id = entity["_id"]
+                if displays is not None and entity_id in displays:
+                    shown[entity_id] = displays[entity_id]
+                elif entity_id in self._displays and self.config_entity(entity_id) == entity:
+                    shown[entity_id] = self._displays[entity_id]
+                else:
+                    shown[entity_id] = entity
+            records = [(e["_id"], {"position": i, "entity": e, "display": shown[e["_id"]]})
+                       for i, e in enumerate(plan.entities)]
+            await trio.to_thread.run_sync(lambda: self.store.put_many("config", records, replace=True))
+            removed = [entity_id for entity_id in self._displays if entity_id not in shown]
+            self._entities, self._displays = list(plan.entities), shown
+            for state in plan.pipes.values():
+                state.original = shown.get(state.id, state.original)
             await self._switch(plan.pipes)
+            await self._record_history(shown, removed)
             return plan.errors
+
+    async def _record_history(self, shown: dict[str, Any], removed: list[str]) -> None:
+        """Append the changed entities to the config history (change tracking keeps one version per change);
+        the history is a record, so a failure to write it is logged and does not undo the upload."""
+        entities = [*(dict(entity) for entity in shown.values()), *({"_id": i, "_deleted": True} for i in removed)]
+        try:
+            await self.writers.apply(DatasetWrite(CONFIG_HISTORY, lambda dataset: dataset.write(entities)))
+        except Exception:
+            log.exception("recording the config history in %s failed", CONFIG_HISTORY)
 
     async def _plan(self, entities: Any) -> _Plan:
         errors = validate_structure(entities)
-        if errors:
+        unrunnable = _unrunnable(entities, errors)
+        if unrunnable is None:  # an error on no entity, or on one that cannot even be identified
             raise ConfigValidationError(errors)
+        stored, entities = entities, [e for e in entities if e["_id"] not in unrunnable]
         env, secrets = self.env, self.secrets
-        positions = {e["_id"]: i for i, e in enumerate(entities)}
+        own_secrets = self.system_secrets  # each system's own secrets win over the global ones (node-spec 3.4)
+        positions = {e["_id"]: i for i, e in enumerate(stored)}
         resolved: dict[str, Any] = {}
         for entity in entities:
             entity_id, where = entity["_id"], f"$[{positions[entity['_id']]}]"
@@ -253,13 +317,14 @@ class Node:
                                                   "and as a key or password of the DTL crypto functions"))
                 continue
             try:
-                resolved[entity_id] = substitute(entity, env, secrets if kind == "system" else None, where)
+                resolved[entity_id] = substitute(entity, env, scoped_secrets(secrets, own_secrets.get(entity_id))
+                                                 if kind == "system" else None, where)
             except SubstitutionError as exc:
                 errors.append(config_error(exc.path, f"'{entity_id}': {exc}"))
         metadata = resolved.get("node", {})
         metadata_runtime = {k: v for k, v in metadata.items() if k not in ("_id", "type")} or None
         systems = {k: v for k, v in resolved.items() if entity_kind(v) == "system"}
-        errors.extend(self.systems.plan(entities, resolved, errors, env, secrets))
+        errors.extend(self.systems.plan(entities, resolved, errors, env, secrets, own_secrets, positions))
         pipes: dict[str, PipeState] = {}
         for entity in entities:
             if entity["type"] != "pipe":
@@ -281,9 +346,10 @@ class Node:
                 running.original = entity
                 continue
             state.errors = await self._build(state, config, metadata_runtime, where, dtl_secrets)
+            state.errors += _missing_systems(pipe_id, where, config, self.systems.planned_ids())
             errors.extend(state.errors)
             pipes[pipe_id] = state
-        return _Plan(list(entities), pipes, errors)
+        return _Plan(list(stored), pipes, errors)
 
     async def _build(self, state: PipeState, config: dict[str, Any], metadata: dict[str, Any] | None,
                      where: str, secrets: dict[str, Any]) -> list[dict[str, Any]]:
@@ -309,6 +375,8 @@ class Node:
                 nursery.start_soon(self._stop_pipe, self.pipes[pipe_id])
         await self.systems.switch(self._supervisor)  # after the pipes that used changed systems stopped
         self.pipes = pipes
+        self._writer_of = {sink: s.id for s in pipes.values() if s.runner is not None
+                           and isinstance(sink := getattr(s.runner, "sink_dataset", None), str)}
         for pipe_id in change.added + change.changed:
             await self._load_pipe(pipes[pipe_id])
             self._start_pipe(pipes[pipe_id])
@@ -346,8 +414,35 @@ class Node:
         state.actor = None
 
     def _on_supervisor_event(self, kind: str, data: dict[str, Any]) -> None:
-        log.warning("%s: %s", kind, data)
-        self.events.publish({"type": kind, **data})
+        (log.info if kind == "actor-restarted" else log.warning)("%s: %s", kind, data)
+        event = {"type": kind, **data}
+        actor = data.get("actor")
+        if isinstance(actor, str) and actor.startswith("pipe:"):
+            event["pipe"] = actor[len("pipe:"):]
+        self.events.publish(event)
+
+    # -- admin operations (POST /api/admin) ----------------------------------------------------------
+
+    async def restart(self) -> None:
+        """Stop every pipe and system actor and start them anew from the stored config; the node's start
+        time moves on (the clients watch it to see a restart)."""
+        async with trio.open_nursery() as nursery:
+            for state in self.pipes.values():
+                nursery.start_soon(self._stop_pipe, state)
+        self.pipes = {}
+        for system in self.systems.systems.values():
+            system.hash = ""  # so the next plan sees each system changed, and restarts it
+        await self.apply_config(self._entities, force=True)
+        self.started_at = datetime.now(UTC)
+
+    async def reset(self) -> None:
+        """Wipe the node: every config entity, dataset, variable and secret (its key and users stay)."""
+        await self.apply_config([], force=True)
+        for name in self.datasets.names():
+            await self.writers.delete(name)
+        for kind in ("env", "secret", "system-secret", "pump"):
+            await trio.to_thread.run_sync(lambda kind=kind: self.store.put_many(kind, [], replace=True))
+        self.started_at = datetime.now(UTC)
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -376,7 +471,14 @@ class Node:
     def _dataset_changed(self, dataset: str) -> None:
         """A dataset actor committed new versions: wake the pipes that read the dataset and whose effective
         signalling setting is on (node-spec 5.2; the runner's ``signalling``), in the middle of the writer's
-        run already."""
+        run already. Publishes ``dataset-changed`` with the new last offset (one event per commit)."""
+        try:
+            opened = self.datasets.get(dataset)
+            offset = opened.next_offset - 1 if opened is not None else None
+        except Exception:
+            offset = None
+        self.events.publish({"type": "dataset-changed", "dataset": dataset, "offset": offset,
+                             "pipe": self._writer_of.get(dataset)})
         if not self.accepting_runs:
             return
         for state in self._dependents(dataset):
@@ -452,6 +554,30 @@ def _without_dtl_rules(entity: dict[str, Any]) -> dict[str, Any]:
     return {**entity, "transform": kept}
 
 
+def _missing_systems(pipe_id: str, where: str, config: dict[str, Any], defined: set[str]) -> list[dict[str, Any]]:
+    """Errors for the ``system`` of the pipe's source, sink or transforms that no system entity defines."""
+    errors = []
+    for path, system_id in _component_systems(config):
+        if system_id not in defined:
+            errors.append(config_error(json_path(where, *path), f"pipe '{pipe_id}': its {path[0]} refers to "
+                                       f"the system '{system_id}', which is not in the config (no system entity "
+                                       f"has that _id: it may have been deleted)"))
+    return errors
+
+
+def _component_systems(config: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """``(path, system id)`` of each ``system`` property of the pipe's source, transforms and sink."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for part in ("source", "sink", "transform"):
+        value = config.get(part)
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, component in items:
+            if isinstance(component, dict) and isinstance(component.get("system"), str):
+                path = (part, "system") if index is None else (part, index, "system")
+                found.append((path, component["system"]))
+    return found
+
+
 def _referenced_systems(value: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(value, dict):
@@ -466,9 +592,36 @@ def _referenced_systems(value: Any) -> set[str]:
     return found
 
 
-def _ordered(entities: Any) -> list[dict[str, Any]]:
-    rank = {"metadata": 0, "pipe": 2}
-    return sorted(entities, key=lambda e: (rank.get(e.get("type"), 1), e.get("_id", "")))
+_POSITION = re.compile(r"\$\[(\d+)\]")
+
+
+def _entity_of(error: dict[str, Any], entities: list[dict[str, Any]]) -> str | None:
+    """The id of the entity an error's ``elements`` path points into (None: the whole upload)."""
+    match = _POSITION.match(error.get("elements", ""))
+    if match is None or int(match.group(1)) >= len(entities):
+        return None
+    entity = entities[int(match.group(1))]
+    return entity.get("_id") if isinstance(entity, dict) else None
+
+
+def _unrunnable(entities: Any, errors: list[dict[str, Any]]) -> set[str] | None:
+    """The ids of the entities with structural errors, or None if an error cannot be put on an entity with a
+    unique string id (then nothing of the upload can be kept)."""
+    if not errors:
+        return set()
+    if not isinstance(entities, list):
+        return None
+    ids = [e.get("_id") if isinstance(e, dict) else None for e in entities]
+    found: set[str] = set()
+    for error in errors:
+        match = _POSITION.match(error["elements"])
+        if match is None or int(match.group(1)) >= len(ids):
+            return None
+        entity_id = ids[int(match.group(1))]
+        if not isinstance(entity_id, str) or not entity_id or ids.count(entity_id) > 1:
+            return None
+        found.add(entity_id)
+    return found
 
 
 @asynccontextmanager
@@ -477,6 +630,8 @@ async def open_node(data_dir: str | Path, engine: Engine | None = None, *,
     """Open and boot a node; on exit let running runs stop after their current batch, stop its actors, then
     close its datasets and store."""
     node = Node(data_dir, engine, dataset_options=dataset_options)
+    log_handler = FeedLogHandler(node.feed, trio.lowlevel.current_trio_token())  # log records into the feed
+    logging.getLogger().addHandler(log_handler)
     try:
         async with trio.open_nursery() as nursery, Supervisor(on_event=node._on_supervisor_event) as supervisor:
             await node._boot(supervisor)
@@ -484,4 +639,6 @@ async def open_node(data_dir: str | Path, engine: Engine | None = None, *,
             await node.stop_runs()  # runs end (and log) while the dataset actors still take their writes
             nursery.cancel_scope.cancel()
     finally:
+        logging.getLogger().removeHandler(log_handler)
+        node.feed.close()
         node.close()

@@ -180,8 +180,7 @@ async def serve(data_dir: str | Path, *, host: str = "127.0.0.1", port: int = DE
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
             config.graceful_timeout = 5.0
-            config.read_timeout = 10  # a body that stops arriving closes its connection (idle reads)
-            config.websocket_ping_interval = 5.0  # ...so websocket peers answer pings meanwhile
+            config.websocket_ping_interval = 20.0  # (a request body that stops arriving: api._idle_body)
             stopping = trio.Event()
             server_stop = trio.Event()
             async with trio.open_nursery() as nursery:

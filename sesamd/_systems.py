@@ -4,15 +4,22 @@ The node calls :meth:`SystemRegistry.plan` while it validates an upload (after `
 substitution) and :meth:`SystemRegistry.switch` when it applies it: systems whose entity hash changed restart
 (their clients and pools are closed and made anew), new ones start, removed ones stop and close, and
 unchanged ones keep running undisturbed. Secret values never leave this module: errors and runtime status are
-scrubbed of them, and configs are shown with the ``$SECRET(name)`` text.
+scrubbed of them, and configs are shown with the ``$SECRET(name)`` text. A system's own secrets
+(``/api/systems/{id}/secrets``, node-spec 3.4) win over global ones of the same name, and are scrubbed alike.
+
+Each system keeps a small ring of its recent lifecycle records (:class:`SystemLog`, ``GET
+/api/systems/{id}/logs``): started, restarted for a config change, reload requested, crashed (with the error,
+scrubbed), restarted by the supervisor, invalid config. The system types themselves log nothing yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,13 +39,34 @@ from ._config import (
     substitute,
 )
 
-__all__ = ["SystemRegistry", "SystemState", "UnknownSystem"]
+__all__ = ["SystemLog", "SystemRegistry", "SystemState", "SystemUnavailable", "UnknownSystem", "scoped_secrets"]
 
 log = logging.getLogger("sesamd.systems")
+
+LOG_LINES = 1000  # records kept per system (the last 1000, as GET /systems/{id}/logs shows by default)
 
 
 class UnknownSystem(KeyError):
     """No system with this id."""
+
+
+class SystemUnavailable(RuntimeError):
+    """The system exists but cannot run (invalid config, or the node is not running its actors)."""
+
+
+class SystemLog:
+    """The recent lifecycle records of one system: a bounded ring of ``(time, level, message)``."""
+
+    def __init__(self, capacity: int = LOG_LINES) -> None:
+        self.records: deque[tuple[datetime, str, str]] = deque(maxlen=capacity)
+
+    def add(self, message: str, level: str = "info") -> None:
+        self.records.append((datetime.now(UTC), level, message))
+
+    def lines(self, since: datetime | None = None) -> list[str]:
+        """``<ISO time> <LEVEL> <message>`` for each record after ``since`` (all of them without it)."""
+        return [f"{_iso(when)} {level.upper()} {message}" for when, level, message in self.records
+                if since is None or when > since]
 
 
 @dataclass
@@ -87,6 +115,8 @@ class SystemRegistry:
         self._make_actor = make_actor
         self._planned: dict[str, SystemState] | None = None
         self._supervisor: Supervisor | None = None
+        self._logs: dict[str, SystemLog] = {}
+        self.secrets_lock = trio.Lock()  # the API's read-modify-writes of system secrets take turns
 
     # -- lookup ------------------------------------------------------------------------------------
 
@@ -104,19 +134,25 @@ class SystemRegistry:
     # -- config ------------------------------------------------------------------------------------
 
     def plan(self, entities: list[dict[str, Any]], resolved: Mapping[str, Any], errors: list[dict[str, Any]],
-             env: Mapping[str, Any], secrets: Mapping[str, Any]) -> list[dict[str, Any]]:
+             env: Mapping[str, Any], secrets: Mapping[str, Any],
+             system_secrets: Mapping[str, Mapping[str, Any]] | None = None,
+             positions: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
         """Validate the system entities of an upload and remember them for :meth:`switch`; returns new errors.
 
         ``resolved`` maps ids to substituted configs (a system missing there failed substitution: its errors
-        are among ``errors``, matched by JSONPath).
+        are among ``errors``, matched by JSONPath). ``system_secrets`` are each system's own secrets (by
+        system id), which win over the global ``secrets``: both kinds are scrubbed from what is shown.
+        ``positions`` are the entities' indexes in the upload (default: their indexes in ``entities``).
         """
         new_errors: list[dict[str, Any]] = []
         planned: dict[str, SystemState] = {}
         for position, entity in enumerate(entities):
             if entity_kind(entity) != "system":
                 continue
-            system_id, where = entity["_id"], f"$[{position}]"
-            state = SystemState(system_id, entity, _shown(entity, env), secrets=_secret_texts(entity, secrets))
+            system_id = entity["_id"]
+            where = f"$[{positions.get(system_id, position) if positions is not None else position}]"
+            scoped = scoped_secrets(secrets, (system_secrets or {}).get(system_id))
+            state = SystemState(system_id, entity, _shown(entity, env), secrets=_secret_texts(entity, scoped))
             planned[system_id] = state
             config = resolved.get(system_id)
             if config is None:
@@ -142,6 +178,10 @@ class SystemRegistry:
         self._planned = planned
         return new_errors
 
+    def planned_ids(self) -> set[str]:
+        """The ids of the systems of the last plan (valid or not), else of the running config."""
+        return set(self._planned if self._planned is not None else self.systems)
+
     async def switch(self, supervisor: Supervisor | None) -> ConfigDiff | None:
         """Apply the last plan: stop removed and changed systems, start new and changed ones."""
         planned, self._planned = self._planned, None
@@ -154,9 +194,18 @@ class SystemRegistry:
         async with trio.open_nursery() as nursery:
             for system_id in change.removed + change.changed:
                 nursery.start_soon(self._stop, self.systems[system_id])
-        self.systems = planned
+        previous, self.systems = self.systems, planned
+        for system_id in change.removed:
+            self._logs.pop(system_id, None)
         for system_id in change.added + change.changed:
-            self._start(planned[system_id])
+            state, before = planned[system_id], previous.get(system_id)
+            if state.errors and (before is None or before.errors != state.errors):
+                self.log_of(system_id).add("config invalid, not started: " + "; ".join(
+                    e["msg"] for e in state.errors), "error")
+            elif state.is_valid:
+                self.log_of(system_id).add("config changed: restarting" if before is not None and before.is_valid
+                                           else "config applied: starting")
+            self._start(state)
         if change.added or change.removed or change.changed:
             log.info("systems applied: %d added, %d removed, %d changed, %d unchanged", len(change.added),
                      len(change.removed), len(change.changed), len(change.unchanged))
@@ -166,7 +215,15 @@ class SystemRegistry:
         if not state.is_valid or self._supervisor is None or state.system is None:
             return
         actor = state.actor = self._make_actor(state.system)
-        self._supervisor.start(state.actor_name, lambda: actor)  # a restart reuses it: it opens again
+        runs = [0]
+
+        def factory() -> _LoggedActor:  # a restart reuses the actor: it opens again
+            runs[0] += 1
+            if runs[0] > 1:
+                self.log_of(state.id).add(f"restarted by its supervisor (restart {runs[0] - 1})", "warning")
+            return _LoggedActor(actor, self, state.id)
+
+        self._supervisor.start(state.actor_name, factory)
 
     async def _stop(self, state: SystemState) -> None:
         if self._supervisor is not None and state.actor is not None:
@@ -178,6 +235,36 @@ class SystemRegistry:
         async with trio.open_nursery() as nursery:
             for state in self.systems.values():
                 nursery.start_soon(self._stop, state)
+
+    async def reload(self, system_id: str) -> None:
+        """Close and reopen a system's clients and pools (``POST /systems/{id}/reload``): a running actor is
+        told to reopen; a crashed, failed or stopped one is replaced by a new one."""
+        state = self.get(system_id)
+        if not state.is_valid:
+            raise SystemUnavailable(f"system '{system_id}' has an invalid config and does not run: "
+                                    + "; ".join(e["msg"] for e in state.errors))
+        supervisor = self._supervisor
+        if supervisor is None:
+            raise SystemUnavailable(f"system '{system_id}' does not run: the node runs no system actors")
+        self.log_of(system_id).add("reload requested: closing and reopening its clients and pools")
+        name = state.actor_name
+        if state.actor is not None and name in supervisor and supervisor.status(name).state == "running":
+            await supervisor.ref(name).send("reopen")
+            return
+        await self._stop(state)
+        self._start(state)
+
+    def log_of(self, system_id: str) -> SystemLog:
+        """The system's log ring (made on first use)."""
+        ring = self._logs.get(system_id)
+        if ring is None:
+            ring = self._logs[system_id] = SystemLog()
+        return ring
+
+    def redact(self, system_id: str, value: Any) -> Any:
+        """``value`` scrubbed of the secret values the system uses now (as is for an unknown system)."""
+        state = self.systems.get(system_id)
+        return state.redact(value) if state is not None else value
 
     # -- API ---------------------------------------------------------------------------------------
 
@@ -197,8 +284,60 @@ class SystemRegistry:
                 "config": {"original": state.original, "effective": state.effective},
                 "runtime": state.redact(runtime)}
 
+    def status_json(self, state: SystemState) -> dict[str, Any]:
+        """``GET /systems/{id}/status``: whether the system's actor runs with its resources open."""
+        actor, child = state.actor, None
+        supervisor = self._supervisor
+        if actor is not None and supervisor is not None and state.actor_name in supervisor:
+            child = supervisor.status(state.actor_name)
+        actor_state = child.state if child is not None else None
+        state_name = actor.state if actor is not None else ("stopped" if state.is_valid else "invalid-config")
+        status = {
+            "_id": state.id,
+            "running": actor is not None and actor.state == "open" and actor_state == "running",
+            "state": state_name,
+            "restarting": actor_state == "restarting",
+            "is-valid-config": state.is_valid,
+            "config-errors": state.errors,
+            "actor-state": actor_state,
+            "restarts": child.restarts if child is not None else 0,
+            "opens": actor.opens if actor is not None else 0,
+            "error": (child.last_error if child is not None else None) or (actor.last_error if actor else None),
+        }
+        redacted: dict[str, Any] = state.redact(status)
+        return redacted
+
     def list_json(self) -> list[dict[str, Any]]:
         return [self.system_json(self.systems[k]) for k in sorted(self.systems)]
+
+
+class _LoggedActor:
+    """What the supervisor runs for a system: its actor, with a crash or a stop noted in the system's log."""
+
+    def __init__(self, actor: SystemActor, registry: SystemRegistry, system_id: str) -> None:
+        self.actor, self.registry, self.system_id = actor, registry, system_id
+
+    async def run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
+        ring = self.registry.log_of(self.system_id)
+        ring.add(f"opening its clients and pools ({self.actor.system.config.get('type')})")
+        try:
+            await self.actor.run(mailbox)
+        except Exception as exc:
+            ring.add(self.registry.redact(self.system_id, f"crashed: {type(exc).__name__}: {exc}"), "error")
+            raise
+        except BaseException:
+            ring.add("stopped: its clients and pools are closed")
+            raise
+        ring.add("stopped: its clients and pools are closed")
+
+
+def scoped_secrets(secrets: Mapping[str, Any], own: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The secrets a system's ``$SECRET(name)`` sees: its own, then the global ones (node-spec 3.4)."""
+    return {**secrets, **own} if own else secrets
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _shown(entity: dict[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,23 @@
-"""Test helpers for the daemon: an in-process API client that carries a token of a chosen role."""
+"""Test helpers for the daemon: an in-process API client that carries a token of a chosen role, and a real
+``sesamd serve`` subprocess."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from quart_trio import QuartTrio
 
+from ._auth import Authenticator
 from .api._context import ApiContext
 
-__all__ = ["TokenClient", "token_for"]
+__all__ = ["Daemon", "TokenClient", "serve_process", "token_for"]
 
 
 def token_for(app: QuartTrio, role: str = "admin") -> str:
@@ -49,3 +58,72 @@ class TokenClient:
 
     async def delete(self, path: str, **kwargs: Any) -> Any:
         return await self.open(path, method="DELETE", **kwargs)
+
+
+class Daemon:
+    """A ``sesamd serve`` subprocess (see :func:`serve_process`): its API URL and an admin token."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, data_dir: Path, log: Path) -> None:
+        self.process, self.url, self.data_dir, self.log = process, url, data_dir, log
+        self.token = Authenticator(data_dir).mint("admin", subject="test-daemon")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url[len("http"):]
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+@contextmanager
+def serve_process(data_dir: str | Path, *args: str) -> Iterator[Daemon]:
+    """Run ``sesamd serve --port 0`` on ``data_dir`` (stderr to ``<data_dir>.log``) until the block ends."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir.with_name(data_dir.name + ".log")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("ab") as err:
+        process = subprocess.Popen([sys.executable, "-m", "sesamd._cli", "serve", "--port", "0", "--data-dir",
+                                    str(data_dir), *args], stdout=subprocess.PIPE, stderr=err, env=env)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        if not line.startswith("sesamd: serving "):
+            process.kill()
+            raise AssertionError(f"sesamd did not start: {line!r}\n{log.read_text()}")
+        yield Daemon(process, line.split()[2], data_dir, log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+class OpenAuthenticator(Authenticator):
+    """A test and benchmark double: every request is an admin, whatever its ``Authorization`` header says.
+
+    It checks nothing (no header, no signature, no expiry); ``scripts/bench/api.py`` serves the API with it
+    beside a real :class:`Authenticator` to measure what verifying a token costs. Never for production code.
+    It still makes the data directory's key (as its base class does), so it can mint tokens.
+    """
+
+    def __init__(self, data_dir: str | Path, **kwargs: Any) -> None:
+        from ._auth import ROLES, Principal
+
+        super().__init__(data_dir, **kwargs)
+        self.principal = Principal("open-authenticator", "admin", ROLES["admin"])
+
+    def verify(self, token: str) -> Any:
+        return self.principal
+
+    def authenticate(self, authorization: str | None) -> Any:
+        return self.principal
+
+
+__all__ += ["OpenAuthenticator"]

@@ -59,6 +59,8 @@ def parse_json(data: bytes | str) -> Any:
         raise JSONError("invalid JSON: nested too deeply") from None
     except UnicodeEncodeError:
         raise JSONError("invalid JSON: the text holds a lone surrogate") from None
+    except UnicodeDecodeError:
+        raise JSONError(_not_utf8(data)) from None
     except msgspec.DecodeError as exc:
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogatepass")  # msgspec reports offsets in UTF-8 bytes
@@ -74,6 +76,17 @@ def parse_json(data: bytes | str) -> Any:
             raise JSONError(f"invalid JSON: {message}") from None
         line, column = _position(data, offset)
         raise JSONError(f"invalid JSON: {message}", line=line, column=column) from None
+
+
+def _not_utf8(data: bytes | str) -> str:
+    """The message for bytes that are not UTF-8, naming where the first bad byte is."""
+    if isinstance(data, bytes):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line, column = _position(data, exc.start)
+            return f"invalid JSON: the text is not UTF-8 (line {line}, column {column}: byte 0x{data[exc.start]:02x})"
+    return "invalid JSON: the text is not UTF-8"
 
 
 def _error_offset(message: str) -> int | None:

@@ -11,7 +11,7 @@ from ._leveldb import open_db
 
 __all__ = ["NodeStore"]
 
-KINDS = frozenset({"config", "pump", "secret", "env", "meta"})
+KINDS = frozenset({"config", "pump", "secret", "system-secret", "env", "meta"})
 
 
 def _key(kind: str, name: str) -> bytes:

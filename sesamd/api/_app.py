@@ -6,18 +6,22 @@ from quart_trio import QuartTrio
 
 from .._auth import Authenticator, UserStore
 from .._node import Node
-from . import _configs, _datasets, _login, _pipes, _status, _systems, _variables
+from . import _admin, _configs, _datasets, _events, _login, _metadata, _openapi, _pipes, _status, _systems, _variables
 from ._auth import guard
 from ._context import ApiContext
 from ._errors import install_error_handlers
+from ._idle_body import IdleBodyTimeout
+from ._params import drain_body
 from ._routes import Resource, Route, install
 
 __all__ = ["RESOURCES", "create_app", "routes_of"]
 
 RESOURCES: list[Resource] = [_status.resource, _configs.resource, _variables.resource, _pipes.resource,
-                             _datasets.resource, _systems.resource, _login.resource]
+                             _datasets.resource, _systems.resource, _metadata.resource, _admin.resource,
+                             _events.resource, _login.resource, _openapi.resource]
 
 MAX_BODY = 256 << 20  # bytes: a config or entity upload larger than this is a 413
+IDLE_BODY_SECONDS = 10.0  # a request body of which nothing arrives this long is dropped (408)
 
 
 def create_app(node: Node, *, auth: Authenticator | None = None, users: UserStore | None = None) -> QuartTrio:
@@ -30,7 +34,9 @@ def create_app(node: Node, *, auth: Authenticator | None = None, users: UserStor
     root = node.data_dir.root
     app.extensions["sesamd"] = ApiContext(node, auth or Authenticator(root), users or UserStore(root))
     install_error_handlers(app)
+    app.after_request(drain_body)  # see drain_body: a keep-alive connection must not hang
     install(app, RESOURCES, guard)
+    app.asgi_app = IdleBodyTimeout(app.asgi_app, IDLE_BODY_SECONDS)  # type: ignore[method-assign]
     return app
 
 

@@ -10,8 +10,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from quart import Quart, Response, request
+from quart import Quart, Response, has_websocket_context, request, websocket
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing.exceptions import WebsocketMismatch
 
 from actors import PumpConflict, PumpOperationError
 
@@ -63,6 +64,13 @@ def _lookup(exc: BaseException) -> tuple[int, Callable[[Any], str], Extra] | Non
     return None
 
 
+def _where() -> str:
+    """``METHOD /path`` of the request or websocket being handled."""
+    if has_websocket_context():
+        return f"websocket {websocket.path}"
+    return f"{request.method} {request.path}"
+
+
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
@@ -80,9 +88,12 @@ def install_error_handlers(app: Quart) -> None:
         status = exc.code or 500
         detail = exc.description or exc.name
         if status == 404:
-            detail = f"no such resource: {request.method} {request.path}"
+            detail = f"no such resource: {_where()}"
         elif status == 405:
-            detail = f"method {request.method} is not allowed on {request.path}"
+            detail = f"method {_where()} is not allowed"
+        elif isinstance(exc, WebsocketMismatch):
+            detail = (f"{_where()}: this path takes a websocket, connect with one" if not has_websocket_context()
+                      else f"{_where()}: this path takes no websocket, only plain HTTP requests")
         elif status == 413:
             detail = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         return json_response({"detail": detail, "status": status}, status)
@@ -94,5 +105,5 @@ def install_error_handlers(app: Quart) -> None:
             status, detail, extra = known
             body = {"detail": detail(exc), "status": status, **(extra(exc) if extra else {})}
             return json_response(body, status)
-        log.exception("internal error on %s %s", request.method, request.path)
+        log.exception("internal error on %s", _where())
         return json_response({"detail": f"internal error: {type(exc).__name__}: {exc}", "status": 500}, 500)

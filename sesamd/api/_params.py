@@ -8,9 +8,7 @@ from quart import request
 
 import storage
 
-from .._config import ConfigValidationError, parse_config
-
-__all__ = ["body_bytes", "flag", "integer", "json_body", "text", "form_and_query"]
+__all__ = ["body_bytes", "drain_body", "flag", "form_and_query", "integer", "json_body", "text"]
 
 MAX_OFFSET = (1 << 63) - 1  # offsets are 8-byte keys: anything larger is no offset at all
 
@@ -59,6 +57,24 @@ async def body_bytes() -> bytes:
     return data
 
 
+async def drain_body(response: Any) -> Any:
+    """An ``after_request`` hook: receive what is left of the request body before the response goes out.
+
+    A response that is complete while the client is still sending its body (a 401 for an upload, a 404, a
+    handler that reads no body) leaves hypercorn's HTTP/1.1 connection half-recycled: its close runs in the
+    app task that quart-trio cancels on ``http.disconnect``, so the connection stays open, never answering
+    the next keep-alive request. Discarding the rest of the body first (chunk by chunk, bounded by the
+    body timeout and size of the app) lets the connection recycle normally.
+    """
+    if request.content_length or "transfer-encoding" in request.headers:
+        try:
+            async for _chunk in request.body:
+                pass
+        except Exception:  # too large or timed out: the response (and the connection's close) stand
+            pass
+    return response
+
+
 async def json_body(what: str) -> Any:
     """The body parsed as JSON in wire form (``22.10`` keeps its digits); a 400 names ``what`` it is."""
     data = await body_bytes()
@@ -66,17 +82,6 @@ async def json_body(what: str) -> Any:
         return storage.parse_json(data)
     except storage.JSONError as exc:
         raise _bad(f"{what}: the body is not valid JSON: {exc}") from None
-
-
-async def config_body(what: str) -> Any:
-    """A config body (JSON): bad JSON or bad UTF-8 is a 400 with the config error shape."""
-    data = await body_bytes()
-    try:
-        return parse_config(data)
-    except ConfigValidationError as exc:
-        from ._errors import ApiError
-
-        raise ApiError(400, f"{what}: {exc}", validation_errors=exc.errors) from None
 
 
 async def form_and_query() -> dict[str, str]:

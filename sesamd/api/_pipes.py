@@ -12,11 +12,11 @@ from actors import PumpConflict, PumpOperationError
 
 from .._auth import Permission
 from .._node import EXECUTION_DATASET, PipeState, PipeUnavailable
-from ._configs import FORCE, apply
+from ._configs import FORCE, apply, displays_of, uploaded_entities
 from ._context import api
 from ._datasets import ENTITY_QUERY, stream_entities
 from ._errors import ApiError
-from ._params import config_body, form_and_query, integer, text
+from ._params import form_and_query, integer, text
 from ._routes import Param, Resource
 from ._views import JSON, json_response, pipe_json
 
@@ -52,33 +52,56 @@ async def get_pipe(pipe_id: str) -> Response:
     return json_response(pipe_json(api().node, _pipe(pipe_id), _fields()), config=True)
 
 
+@resource.route("/pipes", "POST", permission=Permission.WRITE_CONFIG, query=(FORCE,), body="application/json",
+                summary="Add pipes (an array of pipe configs): 201, or 409 if an id exists")
+async def add_pipes() -> Response:
+    node = api().node
+    wire, display = await uploaded_entities("POST /pipes")
+    for entity in wire:
+        if entity.get("type") != "pipe":
+            raise ApiError(400, f"POST /pipes: {entity.get('_id')!r} is not a pipe (type {entity.get('type')!r})")
+        if node.config_entity(entity.get("_id")) is not None:
+            raise ApiError(409, f"POST /pipes: a config entity with the id '{entity['_id']}' exists already")
+    ids = [e.get("_id") for e in wire]
+    await apply(node.config() + wire, displays=displays_of(wire, display), check=set(ids))
+    return json_response([pipe_json(node, node.pipes[i]) for i in ids if i in node.pipes], 201, config=True)
+
+
 @resource.route("/pipes/<pipe_id>", "DELETE", permission=Permission.WRITE_CONFIG,
                 summary="Remove a pipe from the config (its datasets stay)")
 async def delete_pipe(pipe_id: str) -> Response:
     node = api().node
     shown = pipe_json(node, _pipe(pipe_id))
-    await apply([e for e in node.config() if e.get("_id") != pipe_id])
+    await apply([e for e in node.config() if e.get("_id") != pipe_id], check=())
     return json_response(shown, config=True)
 
 
 @resource.route("/pipes/<pipe_id>/config", permission=Permission.READ_CONFIG,
                 summary="A pipe's config entity as uploaded")
 async def get_pipe_config(pipe_id: str) -> Response:
-    return json_response(_pipe(pipe_id).original, config=True)
+    _pipe(pipe_id)
+    return json_response(api().node.uploaded_entity(pipe_id), config=True)
 
 
 @resource.route("/pipes/<pipe_id>/config", "PUT", permission=Permission.WRITE_CONFIG, query=(FORCE,),
                 body="application/json", summary="Create or replace one pipe's config")
 async def put_pipe_config(pipe_id: str) -> Response:
-    entity = await config_body(f"PUT /pipes/{pipe_id}/config")
-    if not isinstance(entity, dict):
-        raise ApiError(400, "the body must be one pipe config entity (a JSON object)")
+    wire, display = await uploaded_entities(f"PUT /pipes/{pipe_id}/config")
+    if len(wire) != 1:
+        raise ApiError(400, f"PUT /pipes/{pipe_id}/config: the body must be one pipe config entity (a JSON object)")
+    entity, shown = wire[0], display[0]
     if entity.get("_id", pipe_id) != pipe_id:
         raise ApiError(400, f"the body's _id {entity.get('_id')!r} differs from the pipe id "
                             f"'{pipe_id}' in the path")
-    entity = {"_id": pipe_id, **entity}
+    entity, shown = {"_id": pipe_id, **entity}, {"_id": pipe_id, **shown}
     node = api().node
-    await apply([e for e in node.config() if e.get("_id") != pipe_id] + [entity])
+    entities = node.config()
+    at = next((i for i, e in enumerate(entities) if e.get("_id") == pipe_id), None)
+    if at is None:
+        entities.append(entity)
+    else:
+        entities[at] = entity  # in its place: the upload order stays
+    await apply(entities, displays={pipe_id: shown}, check={pipe_id})
     return json_response(pipe_json(node, _pipe(pipe_id)), config=True)
 
 

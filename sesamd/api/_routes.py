@@ -47,6 +47,7 @@ class Route:
     body: str | None = None  # the request body's media type, for the OpenAPI document
     produces: str = "application/json"
     websocket: bool = False
+    status: tuple[int, ...] = (200,)  # the success statuses it answers, for the OpenAPI document
 
     @property
     def endpoint(self) -> str:
@@ -66,9 +67,11 @@ class Resource:
 
     def route(self, rule: str, *methods: str, permission: Permission | str, summary: str,
               query: tuple[Param, ...] = (), body: str | None = None,
-              produces: str = "application/json") -> Callable[[Handler], Handler]:
-        """Declare an HTTP route; ``permission`` is required (a :class:`Permission` or :data:`PUBLIC`)."""
-        return self._declare(rule, methods or ("GET",), permission, summary, query, body, produces, False)
+              produces: str = "application/json",
+              status: tuple[int, ...] = (200,)) -> Callable[[Handler], Handler]:
+        """Declare an HTTP route; ``permission`` is required (a :class:`Permission` or :data:`PUBLIC`);
+        ``status`` lists the success statuses it answers (201, 202, ...) when not just 200."""
+        return self._declare(rule, methods or ("GET",), permission, summary, query, body, produces, False, status)
 
     def websocket(self, rule: str, *, permission: Permission | str, summary: str,
                   query: tuple[Param, ...] = ()) -> Callable[[Handler], Handler]:
@@ -77,7 +80,7 @@ class Resource:
 
     def _declare(self, rule: str, methods: tuple[str, ...], permission: Permission | str, summary: str,
                  query: tuple[Param, ...], body: str | None, produces: str,
-                 websocket: bool) -> Callable[[Handler], Handler]:
+                 websocket: bool, status: tuple[int, ...] = (200,)) -> Callable[[Handler], Handler]:
         if permission != PUBLIC and not isinstance(permission, Permission):
             raise TypeError(f"route {rule}: permission must be a Permission or PUBLIC, not {permission!r}")
         if not summary:
@@ -85,7 +88,7 @@ class Resource:
 
         def register(handler: Handler) -> Handler:
             self.routes.append(Route(self.name, rule, tuple(m.upper() for m in methods), permission, summary,
-                                     handler, query, body, produces, websocket))
+                                     handler, query, body, produces, websocket, tuple(status)))
             return handler
 
         return register

@@ -83,14 +83,14 @@ async def get_secrets() -> Response:
                 summary="Replace every global secret")
 async def put_secrets() -> Response:
     await _set_values("secret", await _body_object("PUT /secrets"), replace=True)
-    return json_response(sorted(api().node.secrets))
+    return json_response({"secrets": sorted(api().node.secrets)})  # an object: sesamclient prints it as one
 
 
 @resource.route("/secrets", "POST", permission=Permission.WRITE_CONFIG, body="application/json",
                 summary="Add or overwrite global secrets")
 async def merge_secrets() -> Response:
     await _set_values("secret", await _body_object("POST /secrets"), replace=False)
-    return json_response(sorted(api().node.secrets))
+    return json_response({"secrets": sorted(api().node.secrets)})
 
 
 @resource.route("/secrets/<name>", "DELETE", permission=Permission.WRITE_CONFIG,

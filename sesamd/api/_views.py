@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from itertools import islice
@@ -15,7 +16,8 @@ from quart import Response
 from .._config import render_json
 from .._node import EXECUTION_DATASET, Node, PipeState
 
-__all__ = ["JSON", "dataset_json", "json_array", "json_response", "node_info", "pipe_json"]
+__all__ = ["JSON", "dataset_json", "json_array", "json_response", "node_info", "pipe_json", "relative_errors",
+           "validation_errors"]
 
 JSON = "application/json"
 CHUNK = 1000  # stored versions per worker-thread read while streaming
@@ -54,7 +56,7 @@ def pipe_json(node: Node, state: PipeState, fields: set[str] | None = None) -> d
         "is-running": bool(pump.get("is-running")),
         "is-disabled": bool(pump.get("is-disabled")),
         "is-valid-config": state.is_valid,
-        "config-errors": state.errors,
+        "config-errors": relative_errors(state.errors),
         "dependencies": dependencies,
         "queues": pump.get("queues", {"source": 0, "dependencies": {}}),
         "execution-dataset": EXECUTION_DATASET.format(state.id),
@@ -110,3 +112,30 @@ async def json_array(iterator: Iterator[tuple[int, bytes]], snapshot: Any,
         if close is not None:
             close()
         snapshot.close()
+
+
+_POSITION = re.compile(r"^\$\[(\d+)\]")
+
+
+def relative_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Config errors with their ``elements`` relative to their entity (``$[2]['source']`` -> ``$['source']``)."""
+    return [{**e, "elements": _POSITION.sub("$", e.get("elements", "$"))} for e in errors]
+
+
+def validation_errors(errors: list[dict[str, Any]], entities: list[Any], shown: dict[str, Any]) -> list[Any]:
+    """Sesam's ``validation_errors``: one item per entity with errors (``posted-config``, ``config-errors``
+    with paths relative to the entity, ``is-valid-config``); ``entities`` is the list the ``$[i]`` paths
+    index, ``shown`` the display forms by id. Errors of the whole upload come first, with no entity."""
+    grouped: dict[Any, list[dict[str, Any]]] = {}
+    for error in errors:
+        match = _POSITION.match(error.get("elements", ""))
+        index = int(match.group(1)) if match else None
+        grouped.setdefault(index, []).append(error)
+    items = []
+    for index, found in sorted(grouped.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
+        entity = entities[index] if index is not None and index < len(entities) else None
+        entity_id = entity.get("_id") if isinstance(entity, dict) else None
+        posted = shown.get(entity_id, entity) if isinstance(entity_id, str) else entity
+        items.append({"posted-config": posted, "config-errors": relative_errors(found) if entity is not None
+                      else found, "is-valid-config": False})
+    return items

@@ -37,7 +37,8 @@ async def test_a_crashed_actor_restarts_after_back_off_and_keeps_its_mailbox(
         status = supervisor.status("c")
         assert status.restarts == 1 and status.state == "running"
         assert status.last_error == "RuntimeError: asked to crash"
-        assert events.kinds() == ["actor-crashed"]
+        assert events.kinds() == ["actor-crashed", "actor-restarted"]
+        assert events[1][1] == {"actor": "c", "restarts": 1, "error": "RuntimeError: asked to crash"}
 
 
 async def test_too_many_restarts_mark_the_actor_failed_and_siblings_keep_running(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
+import storage
 from actors._schedule import (
     Schedule,
     ScheduleError,
@@ -119,3 +121,15 @@ def test_cron_translation() -> None:
 def test_a_fractional_interval_from_parsed_config_is_a_decimal() -> None:
     schedule = schedule_for({"_id": "p", "source": {"type": "embedded"}, "pump": {"schedule_interval": "~f1.5"}})
     assert schedule.interval == 1.5 and schedule.explicit
+
+
+@pytest.mark.parametrize("pump", [{"schedule_interval": -5}, {"schedule_interval": 0},
+                                  {"cron_expression": "61 * * * *"}, {"cron_expression": "every day"},
+                                  {"rescan_run_count": 0}])
+def test_a_schedule_that_can_never_run_is_a_config_error_of_the_pipe(pump: dict, tmp_path: Any) -> None:
+    from actors import Datasets, build_runner
+    from actors.components import ConfigError
+
+    config = {"_id": "p", "type": "pipe", "source": {"type": "embedded", "entities": []}, "pump": pump}
+    with pytest.raises(ConfigError, match=r"pipe p: pump: .*(schedule_interval|cron_expression|rescan_run_count)"):
+        build_runner(config, Datasets(storage.DataDir(tmp_path)))

@@ -110,15 +110,19 @@ async def test_bad_config_is_rejected_with_the_entity_and_path(api: Api) -> None
            {"_id": "x", "type": "pipe", "source": {"type": "no-such-source"}}]
     result = await api.put_config(bad, 400)
     assert result["status"] == 400
-    errors = {e["elements"]: e["msg"] for e in result["validation_errors"]}
-    assert "$[1]['source']" in next(iter(errors)) or "$[1]" in next(iter(errors))
-    assert any("pipe upper" in msg and "dataset" in msg for msg in errors.values())
-    assert any("pipe x" in msg and "no-such-source" in msg for where, msg in errors.items() if where.startswith("$[2]"))
+    items = {item["posted-config"]["_id"]: item for item in result["validation_errors"]}  # one item per entity
+    assert set(items) == {"upper", "x"}
+    assert items["x"]["posted-config"] == bad[2] and items["x"]["is-valid-config"] is False
+    upper = items["upper"]["config-errors"]
+    assert upper[0]["level"] == "error" and upper[0]["elements"].startswith("$['source']")  # relative to the entity
+    assert "pipe upper" in upper[0]["msg"] and "dataset" in upper[0]["msg"]
+    assert "no-such-source" in items["x"]["config-errors"][0]["msg"]
     assert "upper" in result["detail"]
     assert [e["_id"] for e in await api.get("/config")] == ["people", "upper"]  # unchanged
     not_json = await api.client.put("/api/config", data=b"[{", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400 and "not valid JSON" in (await not_json.get_json())["detail"]
-    assert (await api.put_config({"_id": "a"}, 400))["validation_errors"][0]["elements"] == "$"
+    not_array = await api.put_config({"_id": "a"}, 400)
+    assert not_array["validation_errors"][0]["config-errors"][0]["elements"] == "$"
 
 
 async def test_multipart_upload_and_force(api: Api) -> None:
@@ -132,7 +136,8 @@ async def test_multipart_upload_and_force(api: Api) -> None:
     result = await api.put_config(bad, force="true")
     assert len(result["validation_errors"]) == 1
     pipe = await api.get("/pipes/x")
-    assert pipe["runtime"]["is-valid-config"] is False and pipe["runtime"]["config-errors"]
+    assert pipe["runtime"]["is-valid-config"] is False
+    assert pipe["runtime"]["config-errors"][0]["elements"].startswith("$['source']")
     refused = await api.pump("x", "start", 400)
     assert "invalid" in refused["detail"]
 
@@ -266,7 +271,7 @@ async def test_env_substitution_through_the_api(api: Api) -> None:
     assert (await api.get("/pipes/greet"))["config"]["effective"]["source"]["entities"][0]["name"] == "Mallory"
     assert (await api.get("/env")) == {"who": "Mallory"}
     undefined = await api.put_config([embedded("x", [{"_id": "1", "v": "$ENV(nope)"}])], 400)
-    assert undefined["validation_errors"][0]["elements"] == "$[0]['source']['entities'][0]['v']"
+    assert undefined["validation_errors"][0]["config-errors"][0]["elements"] == "$['source']['entities'][0]['v']"
     await api.client.put("/api/secrets", json={"pw": "hunter2"})
     assert await api.get("/secrets") == ["pw"]
 

@@ -165,7 +165,7 @@ async def test_config_is_stored_and_reapplied_when_the_node_starts(tmp_path: Any
     log.clear()
     async with open_node(tmp_path, fake_engine(log)) as node:
         await settle()
-        assert [e["_id"] for e in node.config()] == ["node", "web", "a", "b"]
+        assert [e["_id"] for e in node.config()] == ["b", "node", "a", "web"]  # in upload order
         assert sorted(log) == [("started", "a"), ("started", "b")]
 
 
@@ -184,7 +184,7 @@ async def test_a_commit_with_new_versions_wakes_the_pipes_that_read_the_dataset(
         assert await node.writers.apply(write({"_id": "x", "n": 1})) == 1
         await settle()
         assert [node.pipe(p).actor.woken for p in "abcdef"] == [0, 1, 1, 0, 0, 0]  # e, f: signalling is off
-        assert node.writers.running() == ["a"]  # written by the dataset's actor
+        assert node.writers.running() == ["a", "system:config"]  # written by the datasets' actors (config history)
         assert await node.writers.apply(write({"_id": "x", "n": 1})) == 0  # unchanged: nobody is woken
         await settle()
         assert [node.pipe(p).actor.woken for p in "abcdef"] == [0, 1, 1, 0, 0, 0]

@@ -119,28 +119,31 @@ async def test_bad_system_config_is_rejected_with_id_and_path(api: Api) -> None:
     good = api.node.systems.actor("good")
     bad = await api.put_config([url("good"), pipe("p"), url("web", headers={"X-Key": 42}),
                                 {"_id": "svc", "type": "system:microservice"}], 400)
-    errors = {e["elements"]: e["msg"] for e in bad["validation_errors"]}
-    assert set(errors) == {"$[2]['headers']['X-Key']", "$[3]['type']"}
-    assert "system 'web'" in errors["$[2]['headers']['X-Key']"] and "string" in errors["$[2]['headers']['X-Key']"]
-    assert "system 'svc'" in errors["$[3]['type']"] and "system:microservice" in errors["$[3]['type']"]
+    errors = {(item["posted-config"]["_id"], e["elements"]): e["msg"] for item in bad["validation_errors"]
+              for e in item["config-errors"]}  # Sesam's shape: per entity, paths relative to it
+    assert set(errors) == {("web", "$['headers']['X-Key']"), ("svc", "$['type']")}
+    header = errors["web", "$['headers']['X-Key']"]
+    assert "system 'web'" in header and "string" in header
+    assert "system 'svc'" in errors["svc", "$['type']"] and "system:microservice" in errors["svc", "$['type']"]
     # nothing changed
     assert [s["_id"] for s in await api.get("/systems")] == ["good"]
     assert api.node.systems.actor("good") is good and good.system.is_open  # type: ignore[union-attr]
 
     missing = await api.put_config([url("web", username="u")], 400)
-    assert missing["validation_errors"] == [
-        {"elements": "$[0]", "level": "error", "msg": "system 'web': 'password' is required when 'username' is set"}]
+    assert missing["validation_errors"][0]["config-errors"] == [
+        {"elements": "$", "level": "error", "msg": "system 'web': 'password' is required when 'username' is set"}]
     unknown = await api.put_config([{"_id": "x", "type": "system:nope"}], 400)
-    assert unknown["validation_errors"][0]["elements"] == "$[0]['type']"
+    assert unknown["validation_errors"][0]["config-errors"][0]["elements"] == "$['type']"
 
 
 async def test_forced_bad_system_is_shown_with_its_errors(api: Api) -> None:
     result = await api.put_config([url("ok"), {"_id": "pg", "type": "system:postgresql", "host": "h"}], force="true")
-    assert [e["elements"] for e in result["validation_errors"]] == ["$[1]"]
+    [item] = result["validation_errors"]
+    assert item["posted-config"]["_id"] == "pg" and [e["elements"] for e in item["config-errors"]] == ["$"]
     await wait_open(api.node, "ok")
     shown = await api.get("/systems/pg")
     assert shown["runtime"]["is-valid-config"] is False and shown["runtime"]["state"] == "invalid-config"
-    assert shown["runtime"]["config-errors"] == result["validation_errors"]
+    assert shown["runtime"]["config-errors"] == item["config-errors"]
     assert api.node.systems.actor("pg") is None
     # fixing it starts it, and leaves the other one alone
     ok = api.node.systems.actor("ok")
@@ -198,9 +201,10 @@ async def test_secret_values_are_never_shown(api: Api) -> None:
     response = await api.client.put("/api/config", json=bad)
     body = (await response.get_data()).decode()
     assert response.status_code == 400 and SECRET not in body
-    elements = [e["elements"] for e in json.loads(body)["validation_errors"]]
-    assert elements == ["$[0]['port']", "$[1]['url_pattern']", "$[2]['worker_threads']"]
-    assert "$SECRET(port)" in json.loads(body)["validation_errors"][0]["msg"]
+    items = json.loads(body)["validation_errors"]
+    elements = [(i["posted-config"]["_id"], e["elements"]) for i in items for e in i["config-errors"]]
+    assert elements == [("pg", "$['port']"), ("web2", "$['url_pattern']"), ("web3", "$['worker_threads']")]
+    assert "$SECRET(port)" in items[0]["config-errors"][0]["msg"]
 
 
 async def test_a_changed_secret_restarts_the_system_that_uses_it(tmp_path: Any) -> None:

@@ -267,3 +267,10 @@ def test_deep_nesting_and_bad_text_are_json_errors() -> None:
     assert (info.value.line, info.value.column) == (2, 2)
     with pytest.raises(JSONError, match="surrogate"):
         parse_json('"\ud800"')
+
+
+def test_bytes_that_are_not_utf8_are_a_json_error_naming_the_place() -> None:
+    with pytest.raises(JSONError, match=r"not UTF-8 \(line 2, column 11: byte 0xff\)"):
+        parse_json(b'[\n{"_id": "a\xff"}]')
+    with pytest.raises(JSONError, match="not UTF-8"):
+        parse_json('["\udc80"]'.encode("utf-8", "surrogatepass"))
