@@ -53,7 +53,7 @@ async def get_pipe(pipe_id: str) -> Response:
 
 
 @resource.route("/pipes", "POST", permission=Permission.WRITE_CONFIG, query=(FORCE,), body="application/json",
-                summary="Add pipes (an array of pipe configs): 201, or 409 if an id exists")
+                status=(201,), summary="Add pipes (an array of pipe configs): 201, or 409 if an id exists")
 async def add_pipes() -> Response:
     node = api().node
     wire, display = await uploaded_entities("POST /pipes")
