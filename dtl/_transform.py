@@ -139,6 +139,18 @@ class Expression:
             for name in rules:
                 compiler.rule_slot(name, "rules")[0] = compiler.steps(rules[name], f"rules.{name}")
 
+    @property
+    def is_constant(self) -> bool:
+        """Whether the expression is a constant (folded at compile time): its value is :attr:`constant`."""
+        return hasattr(self._evaluate, "dtl_constant")
+
+    @property
+    def constant(self) -> Any:
+        """The value of a constant expression; ValueError for one that depends on its input."""
+        if not self.is_constant:
+            raise ValueError(f"the DTL expression {self.expr!r} is not a constant")
+        return self._evaluate.dtl_constant  # type: ignore[attr-defined]
+
     def evaluate(self, source: Any = None, *, target: dict[str, Any] | None = None,
                  bound: dict[str, Any] | None = None, lookup: Lookup | None = None) -> Any:
         """Evaluate with ``_S = source`` (default ``{}``), ``_T = target`` (default ``{}``)."""

@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 import orjson
 import trio
 
+from actors import EventBus
 from actors._events import iso_time
 
 __all__ = [
@@ -432,10 +433,10 @@ class FeedSubscription:
 
 class EventFeed:
     """The node's numbered, buffered event feed (see the module docstring). ``bus`` is the node's
-    :class:`~actors.EventBus` (anything with ``add_listener``, or failing that a ``publish`` to wrap), or
-    None for a feed that only gets :meth:`append`. Use it from the Trio thread."""
+    :class:`~actors.EventBus` (the feed listens to it), or None for a feed that only gets :meth:`append`.
+    Use it from the Trio thread."""
 
-    def __init__(self, bus: Any = None, *, capacity: int = DEFAULT_CAPACITY,
+    def __init__(self, bus: EventBus | None = None, *, capacity: int = DEFAULT_CAPACITY,
                  clock: Callable[[], datetime] | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -449,29 +450,8 @@ class EventFeed:
         self._closed = False
         self.appending = False  # inside append (a log record emitted meanwhile is deferred)
         self._detach: Callable[[], None] | None = None
-        if bus is not None and (hasattr(bus, "add_listener") or hasattr(bus, "publish")):
-            self._detach = self._attach(bus)
-
-    def _attach(self, bus: Any) -> Callable[[], None]:
-        add_listener = getattr(bus, "add_listener", None)
-        if add_listener is not None:
-            remove: Callable[[], None] = add_listener(self.append)
-            return remove
-        original = bus.publish  # a bus without listeners (a test double): wrap its publish
-
-        def publish(event: Event) -> Any:
-            if "time" not in event:
-                event = {**event, "time": iso_time(self._clock())}
-            self.append(event)
-            return original(event)
-
-        bus.publish = publish
-
-        def restore() -> None:
-            if getattr(bus, "publish", None) is publish:
-                bus.publish = original
-
-        return restore
+        if bus is not None:
+            self._detach = bus.add_listener(self.append)
 
     # -- publishing ------------------------------------------------------------------------------------------
 

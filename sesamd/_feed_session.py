@@ -22,7 +22,7 @@ node's :class:`~sesamd._feed.EventFeed`:
 
 Errors are a JSON ``{"type": "error", "status": 400|401|403, "detail": "..."}`` frame followed by a close
 with code 4000 + status (4400, 4401, 4403). ``authenticate(header_or_token)`` returns the client's
-permission strings or raises an exception with a ``status`` (401, 403) and a message; it gets the header
+permission strings or raises :class:`~sesamd._auth.AuthError` (401, 403) with a message; it gets the header
 as sent, and a message's ``token`` as sent (the API's function should take a bare token as well as a
 ``Bearer`` one). Without any read permission (``read_config``, ``read_data`` or ``admin``) the answer is
 403. The subscription is closed however the session ends; a feed closed at shutdown closes the socket with
@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import orjson
 import trio
 
+from ._auth import AuthError
 from ._feed import (
     DEFAULT_MAXSIZE,
     EventFeed,
@@ -93,13 +94,8 @@ async def _authenticate(authenticate: Authenticate, credential: str) -> Collecti
         permissions = authenticate(credential)
         if inspect.isawaitable(permissions):
             permissions = await permissions
-    except Exception as exc:
-        status = getattr(exc, "status", None)
-        if status not in (401, 403):
-            raise
-        detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc) or \
-            ("not authenticated" if status == 401 else "forbidden")
-        raise _Refused(status, str(detail)) from None
+    except AuthError as exc:
+        raise _Refused(exc.status, str(exc) or ("not authenticated" if exc.status == 401 else "forbidden")) from None
     if not may_subscribe(permissions):
         raise _Refused(403, "reading the event feed needs a read permission (read_config, read_data or admin)")
     return permissions
@@ -179,17 +175,20 @@ class _Session:
                 await self.subscribe(request)
             subscription = self.subscription
             assert subscription is not None
-            with trio.move_on_after(self.ping_interval) as idle:
+            try:
                 try:
-                    entry = await subscription.receive()
-                except trio.EndOfChannel:
-                    if self.pending is not None:  # closed for a resubscription
+                    entry = subscription.receive_nowait()  # queued: no timer, no parking (the common case)
+                except trio.WouldBlock:
+                    with trio.move_on_after(self.ping_interval) as idle:
+                        entry = await subscription.receive()
+                    if idle.cancelled_caught:
+                        await self.send(_json({"type": "ping", "seq": self.feed.last_seq}))
                         continue
-                    await self.ws.close(CLOSE_GOING_AWAY, "the node is shutting down")
-                    return
-            if idle.cancelled_caught:
-                await self.send(_json({"type": "ping", "seq": self.feed.last_seq}))
-                continue
+            except trio.EndOfChannel:
+                if self.pending is not None:  # closed for a resubscription
+                    continue
+                await self.ws.close(CLOSE_GOING_AWAY, "the node is shutting down")
+                return
             await self.send(entry.text)
 
     async def receiver(self) -> None:
@@ -250,7 +249,7 @@ async def run_feed_session(ws: FeedSocket, feed: EventFeed, authenticate: Authen
     """Serve one websocket client of ``feed`` until it goes or is refused (see the module docstring).
 
     Returns normally when the client goes, after a refusal (error frame + 4xxx close) or at shutdown;
-    exceptions of ``ws`` other than a gone client, and of ``authenticate`` without a ``status``, propagate
+    exceptions of ``ws`` other than a gone client, and of ``authenticate`` other than AuthError, propagate
     (the subscription is closed either way)."""
     session = _Session(ws, feed, authenticate, ping_interval, maxsize)
     try:

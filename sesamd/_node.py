@@ -28,6 +28,7 @@ import storage
 from actors import DatasetWrite, DatasetWriters, Supervisor
 
 from . import __version__
+from ._changes import DatasetChanges
 from ._config import (
     ConfigValidationError,
     SubstitutionError,
@@ -132,6 +133,7 @@ class Node:
         self.datasets = self.engine.make_datasets(self.data_dir)
         self.events = self.engine.make_events()
         self.feed = EventFeed(self.events)  # numbered, buffered events for GET /api/events
+        self.changes = DatasetChanges(self.events.publish)  # dataset-changed events, coalesced
         self._writer_of: dict[str, str] = {}  # sink dataset -> the pipe writing it (dataset-changed events)
         self.writers = DatasetWriters(self.datasets, on_commit=self._dataset_changed)
         self.started_at = datetime.now(UTC)
@@ -471,14 +473,13 @@ class Node:
     def _dataset_changed(self, dataset: str) -> None:
         """A dataset actor committed new versions: wake the pipes that read the dataset and whose effective
         signalling setting is on (node-spec 5.2; the runner's ``signalling``), in the middle of the writer's
-        run already. Publishes ``dataset-changed`` with the new last offset (one event per commit)."""
+        run already. Reports the commit for a ``dataset-changed`` event (coalesced: :mod:`sesamd._changes`)."""
         try:
             opened = self.datasets.get(dataset)
             offset = opened.next_offset - 1 if opened is not None else None
         except Exception:
             offset = None
-        self.events.publish({"type": "dataset-changed", "dataset": dataset, "offset": offset,
-                             "pipe": self._writer_of.get(dataset)})
+        self.changes.committed(dataset, offset, self._writer_of.get(dataset))
         if not self.accepting_runs:
             return
         for state in self._dependents(dataset):
@@ -634,6 +635,7 @@ async def open_node(data_dir: str | Path, engine: Engine | None = None, *,
     logging.getLogger().addHandler(log_handler)
     try:
         async with trio.open_nursery() as nursery, Supervisor(on_event=node._on_supervisor_event) as supervisor:
+            nursery.start_soon(node.changes.run)
             await node._boot(supervisor)
             yield node
             await node.stop_runs()  # runs end (and log) while the dataset actors still take their writes

@@ -689,6 +689,14 @@ class Dataset:
     def index_names(self) -> dict[str, Any]:
         return {k[len(_INDEX):].decode(): loads(v) for k, v in self._db.iterator(prefix=_INDEX)}
 
+    def defined_indexes(self) -> set[str]:
+        """The indexes defined in this process (every write maintains them)."""
+        return set(self._indexes)
+
+    def has_index(self, name: str) -> bool:
+        """Whether the index is defined in this process or stored (built by an earlier one)."""
+        return name in self._indexes or self._db.get(_INDEX + name.encode()) is not None
+
     def _catch_up(self, index: _Index, batch_size: int = 2000) -> None:
         target = self._state.next_seq
         while index.built_through < target:

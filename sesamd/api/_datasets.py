@@ -286,10 +286,9 @@ def _subset_param() -> Subset | None:
         value = compile_expression(spec[2])
     except DTLCompileError as exc:
         raise ApiError(400, f"query parameter 'subset': {exc}") from None
-    evaluator = getattr(value, "_evaluate", None)
-    if not hasattr(evaluator, "dtl_constant"):
+    if not value.is_constant:
         raise ApiError(400, f"query parameter 'subset': the value must be a constant, not {spec[2]!r}")
-    constant = evaluator.dtl_constant  # type: ignore[union-attr]
+    constant = value.constant
     values = [v for v in constant if v is not None] if type(constant) is list else (
         [] if constant is None else [constant])
     return index, [index_token(v) for v in values]
@@ -297,7 +296,7 @@ def _subset_param() -> Subset | None:
 
 def _require_index(name: str, dataset: Any, index: IndexExpression) -> None:
     """A subset reads through an index the dataset has (declared by a pipe): else 404, as Sesam does."""
-    if index.key not in dataset._indexes and index.key not in dataset.index_names():
+    if not dataset.has_index(index.key):
         raise ApiError(404, f"dataset '{name}' has no index for the subset expression {index.key} "
                             "(indexes come from the pipes' hops and subsets)")
 
@@ -382,7 +381,7 @@ def _referenced_indexes(name: str) -> set[str]:
 
 def _indexes_json(name: str, dataset: Any) -> list[dict[str, Any]]:
     referenced = _referenced_indexes(name)
-    defined = set(dataset._indexes)  # maintained by every write since their first use
+    defined = dataset.defined_indexes()
     total = dataset.next_offset
     out = []
     for key, state in sorted(dataset.index_names().items()):

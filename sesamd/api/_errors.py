@@ -38,7 +38,7 @@ class ApiError(Exception):
 
 
 def _config_invalid(exc: ConfigValidationError) -> dict[str, Any]:
-    return {"validation_errors": getattr(exc, "validation_errors", None) or exc.errors}
+    return {"validation_errors": exc.errors}
 
 
 def _pump_conflict(exc: PumpConflict) -> dict[str, Any]:

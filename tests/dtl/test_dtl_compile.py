@@ -117,3 +117,13 @@ def test_registry_decorators():
         from dtl._registry import TRANSFORMS
 
         TRANSFORMS.pop("test-mark", None)
+
+
+def test_an_expression_tells_whether_it_is_a_constant_and_its_value():
+    assert compile_expression(["eq", 1, 1]).constant is True  # folded at compile time
+    assert compile_expression("a").is_constant and compile_expression("a").constant == "a"
+    assert compile_expression("~t2024-01-01T00:00:00Z").is_constant
+    varying = compile_expression("_S.name")
+    assert not varying.is_constant
+    with pytest.raises(ValueError, match="not a constant"):
+        _ = varying.constant

@@ -78,23 +78,6 @@ async def test_a_bus_subscriber_still_gets_the_events_and_a_broken_listener_brea
     assert feed.last_seq == 1
 
 
-async def test_a_bus_without_listeners_is_wrapped() -> None:
-    class Bus:
-        def __init__(self) -> None:
-            self.got: list[dict[str, Any]] = []
-
-        def publish(self, event: dict[str, Any]) -> None:
-            self.got.append(event)
-
-    bus = Bus()
-    feed = EventFeed(bus)
-    bus.publish(started())
-    assert feed.last_seq == 1 and bus.got[0]["time"] == feed.entries()[0].event["time"]
-    feed.close()
-    bus.publish(started())
-    assert feed.last_seq == 1 and len(bus.got) == 2
-
-
 async def test_the_ring_buffer_keeps_the_newest_capacity_events() -> None:
     feed = EventFeed(capacity=5)
     for i in range(12):

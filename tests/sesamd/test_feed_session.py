@@ -12,15 +12,9 @@ import orjson
 import pytest
 import trio
 
+from sesamd._auth import Forbidden, Unauthenticated
 from sesamd._feed import EventFeed
 from sesamd._feed_session import SocketClosed, run_feed_session
-
-
-class AuthError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 TOKENS: dict[str, Collection[str]] = {
     "Bearer reader": {"read_config", "read_data"},
@@ -33,9 +27,9 @@ TOKENS: dict[str, Collection[str]] = {
 
 def authenticate(credential: str | None) -> Collection[str]:
     if credential == "forbidden":
-        raise AuthError(403, "this token may not do that")
+        raise Forbidden("this token may not do that")
     if credential not in TOKENS:
-        raise AuthError(401, "invalid token")
+        raise Unauthenticated("invalid token")
     return TOKENS[credential]
 
 

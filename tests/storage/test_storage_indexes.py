@@ -231,3 +231,15 @@ def test_index_values_must_be_wire_form(ds: Dataset) -> None:
     with pytest.raises(TypeError):
         ds.write([{"_id": "a", "typed": True}])
     assert ds.get("a") is None
+
+
+def test_an_index_is_known_while_defined_and_once_stored(tmp_path: Path) -> None:
+    dataset = Dataset(tmp_path / "d", "d")
+    dataset.write([{"_id": "1", "ref": "a"}])
+    assert not dataset.has_index("ref") and dataset.defined_indexes() == set()
+    dataset.define_index("ref", by_ref)
+    assert dataset.has_index("ref") and dataset.defined_indexes() == {"ref"}
+    dataset.close()
+    reopened = Dataset(tmp_path / "d", "d")  # stored by the earlier process, not defined in this one
+    assert reopened.has_index("ref") and reopened.defined_indexes() == set()
+    reopened.close()
