@@ -64,6 +64,16 @@ class DatasetChanges:
             pending.offset, pending.pipe, pending.time = offset, pipe, self._now_text()
             pending.commits += 1
 
+    def run_ended(self, event: dict[str, Any]) -> None:
+        """A bus listener: a run's end (``pump-completed``, ``pump-failed``) first publishes what is held back of
+        the datasets that pipe writes, so its last commits come before it. Listen before the feed does."""
+        if event.get("type") not in ("pump-completed", "pump-failed"):
+            return
+        now = self._clock()
+        for dataset, pending in list(self._pending.items()):
+            if pending.pipe == event.get("pipe"):
+                self._emit(dataset, self._pending.pop(dataset), now)
+
     def due(self) -> float:
         """When the earliest held-back event is due (inf: none is)."""
         return min((self._published.get(d, -math.inf) + self.window for d in self._pending), default=math.inf)

@@ -132,8 +132,9 @@ class Node:
         self.store = self.data_dir.open_node_store()
         self.datasets = self.engine.make_datasets(self.data_dir)
         self.events = self.engine.make_events()
-        self.feed = EventFeed(self.events)  # numbered, buffered events for GET /api/events
         self.changes = DatasetChanges(self.events.publish)  # dataset-changed events, coalesced
+        self.events.add_listener(self.changes.run_ended)  # (before the feed: a run's commits come before its end)
+        self.feed = EventFeed(self.events)  # numbered, buffered events for GET /api/events
         self._writer_of: dict[str, str] = {}  # sink dataset -> the pipe writing it (dataset-changed events)
         self.writers = DatasetWriters(self.datasets, on_commit=self._dataset_changed)
         self.started_at = datetime.now(UTC)
@@ -273,11 +274,12 @@ class Node:
             if refusing and not force:
                 raise ConfigValidationError(refusing)
             shown = {}
+            current = {e["_id"]: e for e in self._entities}
             for entity in plan.entities:
                 entity_id = entity["_id"]
                 if displays is not None and entity_id in displays:
                     shown[entity_id] = displays[entity_id]
-                elif entity_id in self._displays and self.config_entity(entity_id) == entity:
+                elif entity_id in self._displays and current.get(entity_id) == entity:
                     shown[entity_id] = self._displays[entity_id]
                 else:
                     shown[entity_id] = entity

@@ -11,13 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import trio
 from quart_trio import QuartTrio
 
 from ._auth import Authenticator
 from .api._context import ApiContext
 
-__all__ = ["Daemon", "TokenClient", "serve_process", "token_for"]
+__all__ = ["Daemon", "OpenAuthenticator", "TokenClient", "serve_process", "started_process", "token_for"]
 
 
 def token_for(app: QuartTrio, role: str = "admin") -> str:
@@ -59,6 +61,26 @@ class TokenClient:
     async def delete(self, path: str, **kwargs: Any) -> Any:
         return await self.open(path, method="DELETE", **kwargs)
 
+    async def wait_idle(self, pipe_id: str, timeout: float = 10) -> dict[str, Any]:
+        """Poll the pump until no run is in progress; returns its runtime."""
+        with trio.fail_after(timeout):
+            while True:
+                response = await self.get(f"/api/pipes/{quote(pipe_id, safe='')}/pump")
+                assert response.status_code == 200, await response.get_data()
+                runtime: dict[str, Any] = (await response.get_json())["runtime"]
+                if not runtime["is-running"]:
+                    return runtime
+                await trio.sleep(0.01)
+
+    async def run_pipe(self, pipe_id: str) -> dict[str, Any]:
+        """Start a run (after the one a signal may have started: a 409) and wait until the pump is idle."""
+        while True:
+            response = await self.post(f"/api/pipes/{quote(pipe_id, safe='')}/pump", form={"operation": "start"})
+            if response.status_code != 409:
+                assert response.status_code == 200, await response.get_data()
+                return await self.wait_idle(pipe_id)
+            await self.wait_idle(pipe_id)
+
 
 class Daemon:
     """A ``sesamd serve`` subprocess (see :func:`serve_process`): its API URL and an admin token."""
@@ -81,28 +103,36 @@ class Daemon:
 
 
 @contextmanager
-def serve_process(data_dir: str | Path, *args: str) -> Iterator[Daemon]:
-    """Run ``sesamd serve --port 0`` on ``data_dir`` (stderr to ``<data_dir>.log``) until the block ends."""
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir.with_name(data_dir.name + ".log")
+def started_process(argv: list[str], log: Path, ready: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Run ``argv`` (stderr appended to ``log``) until its first stdout line starts with ``ready``; yields the
+    process and that line. The process is killed when the block ends if it is still running."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as err:
-        process = subprocess.Popen([sys.executable, "-m", "sesamd._cli", "serve", "--port", "0", "--data-dir",
-                                    str(data_dir), *args], stdout=subprocess.PIPE, stderr=err, env=env)
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env)
     try:
         assert process.stdout is not None
         line = process.stdout.readline().decode()
-        if not line.startswith("sesamd: serving "):
+        if not line.startswith(ready):
             process.kill()
-            raise AssertionError(f"sesamd did not start: {line!r}\n{log.read_text()}")
-        yield Daemon(process, line.split()[2], data_dir, log)
+            raise AssertionError(f"{argv[1:3]} did not start: {line!r}\n{log.read_text()}")
+        yield process, line
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+@contextmanager
+def serve_process(data_dir: str | Path, *args: str) -> Iterator[Daemon]:
+    """Run ``sesamd serve --port 0`` on ``data_dir`` (stderr to ``<data_dir>.log``) until the block ends."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir.with_name(data_dir.name + ".log")
+    argv = [sys.executable, "-m", "sesamd._cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args]
+    with started_process(argv, log, "sesamd: serving ") as (process, line):
+        yield Daemon(process, line.split()[2], data_dir, log)
 
 
 class OpenAuthenticator(Authenticator):
@@ -126,4 +156,3 @@ class OpenAuthenticator(Authenticator):
         return self.principal
 
 
-__all__ += ["OpenAuthenticator"]

@@ -552,26 +552,15 @@ async def _serve_child(root: str, mode: str) -> None:
 @contextlib.contextmanager
 def serving_child(root: str, mode: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run ``--serve-child`` (stderr to ``<root>.log``) until the block ends; yields its API URL."""
+    from sesamd.testing import started_process
+
     log = Path(f"{root}.log")
-    with log.open("ab") as err:
-        argv = [sys.executable, __file__, "--serve-child", json.dumps({"root": root, "mode": mode})]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().decode()
-        if not line.startswith("serving "):
-            raise AssertionError(f"the {mode} server did not start: {line!r}\n{log.read_text()}")
+    argv = [sys.executable, __file__, "--serve-child", json.dumps({"root": root, "mode": mode})]
+    with started_process(argv, log, "serving ") as (process, line):
         yield line.split()[1], process
         process.send_signal(signal.SIGTERM)
         if process.wait(30) != 0:
             raise AssertionError(f"the {mode} server exited with {process.returncode}:\n{log.read_text()}")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def _timed_requests(client: httpx.Client, path: str, count: int) -> float:

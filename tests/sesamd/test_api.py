@@ -58,22 +58,10 @@ class Api:
         return json.loads(body)
 
     async def idle(self, pipe_id: str) -> dict[str, Any]:
-        """Wait until the pump is idle; returns its runtime."""
-        with trio.fail_after(10):
-            while True:
-                runtime: dict[str, Any] = (await self.get(f"/pipes/{pipe_id}/pump"))["runtime"]
-                if not runtime["is-running"]:
-                    return runtime
-                await trio.sleep(0.01)
+        return await self.client.wait_idle(pipe_id)
 
     async def run(self, pipe_id: str) -> dict[str, Any]:
-        """Start a run (after the one a signal may have started) and wait until the pump is idle."""
-        while True:
-            response = await self.client.post(f"/api/pipes/{pipe_id}/pump", form={"operation": "start"})
-            if response.status_code != 409:
-                assert response.status_code == 200, await response.get_data()
-                return await self.idle(pipe_id)
-            await self.idle(pipe_id)
+        return await self.client.run_pipe(pipe_id)
 
 
 @pytest.fixture

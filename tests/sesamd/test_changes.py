@@ -63,3 +63,21 @@ async def test_the_task_publishes_held_back_events_when_due_and_the_rest_when_it
         feed.committed("a", 2, None)  # within the window of the last event: held back...
         nursery.cancel_scope.cancel()  # ...and published when the task ends (a node shutting down)
     assert [e["offset"] for e in published] == [0, 1, 2]
+
+
+def test_a_runs_end_first_publishes_what_is_held_back_of_its_datasets() -> None:
+    from actors import EventBus
+    from sesamd._feed import EventFeed
+
+    clock, bus = Clock(), EventBus()
+    changes = DatasetChanges(bus.publish, window=0.05, clock=clock)
+    bus.add_listener(changes.run_ended)
+    feed = EventFeed(bus)
+    changes.committed("out", 0, "p")
+    changes.committed("out", 1, "p")  # held back
+    changes.committed("other", 5, "q")
+    changes.committed("other", 6, "q")  # held back: another pipe's
+    bus.publish({"type": "pump-completed", "pipe": "p"})
+    kinds = [(e.event["type"], e.event.get("offset")) for e in feed.entries()]
+    assert kinds == [("dataset-changed", 0), ("dataset-changed", 5), ("dataset-changed", 1), ("pump-completed", None)]
+    feed.close()
