@@ -277,6 +277,9 @@ def _render(value: Any, out: list[str], indent: int | None, depth: int) -> None:
             _render(item, out, indent, depth + 1)
         out.append(end + ("}" if isinstance(value, dict) else "]"))
         return
+    if isinstance(value, int) and not isinstance(value, bool):
+        out.append(str(value))  # any size (JSON has no limit; orjson stops at 64 bits)
+        return
     out.append(storage.dumps(value).decode())
 
 

@@ -74,7 +74,8 @@ def _where() -> str:
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def api_error(exc: ApiError) -> Response:
-        return json_response({"detail": exc.detail, "status": exc.status, **exc.extra}, exc.status)
+        # config=True: extras such as validation_errors echo the upload in its display form (any number)
+        return json_response({"detail": exc.detail, "status": exc.status, **exc.extra}, exc.status, config=True)
 
     @app.errorhandler(AuthError)
     async def auth_error(exc: AuthError) -> Response:

@@ -230,6 +230,9 @@ def _known(strategy: Any, method: str, path: str) -> Any:
     return draw()
 
 
+FRAMING_HEADERS = frozenset({"transfer-encoding", "content-length", "connection", "upgrade", "te", "host",
+                             "expect", "trailer", "keep-alive", "proxy-connection"})
+
 CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.status_code_conformance,
           schemathesis.checks.content_type_conformance, schemathesis.checks.response_schema_conformance]
 
@@ -269,6 +272,8 @@ def _fuzz_operation(node: Node, session: requests.Session, operation: Any, mode:
     def run(case: Any) -> None:
         if outcome.hung:
             return
+        if case.headers:  # HTTP framing is Hypercorn's (an unknown transfer coding is its 501, as RFC 9112 says)
+            case.headers = {k: v for k, v in case.headers.items() if k.lower() not in FRAMING_HEADERS}
         try:
             response = case.call(base_url=node.base, session=session, headers=headers, timeout=REQUEST_TIMEOUT)
         except requests.RequestException as exc:

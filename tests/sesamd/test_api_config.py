@@ -198,6 +198,8 @@ async def test_bad_bodies_are_400_naming_the_problem(api: Client) -> None:
                          ("PUT", "/metadata"), ("PUT", "/secrets")):
         body = await api.call(method, path, 400, data=not_utf8, headers={"Content-Type": "application/json"})
         assert "UTF-8" in body["detail"], (path, body)
+    huge = await api.put_config(b"[-8.0e-15, null, 36026148821633209466880]", 400)  # beyond 64 bits: still JSON
+    assert huge["validation_errors"][2]["posted-config"] == 36026148821633209466880
     invalid = await api.call("PUT", "/pipes/p/config", 400, data=b"{", headers={"Content-Type": "application/json"})
     assert "not valid JSON" in invalid["detail"]
     for pump in ({"schedule_interval": -5}, {"cron_expression": "61 * * * *"}):
