@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -99,15 +99,19 @@ class PipeRunError(Exception):
 
 
 def effective_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The pipe config with defaults: the sink (a dataset named after the pipe), transforms as a list."""
+    """The pipe config with defaults: the sink (a dataset named after the pipe; a sink without ``type`` is a
+    dataset sink), transforms as a list."""
     pipe_id = config.get("_id")
     effective = dict(config)
     effective.setdefault("source", {"type": "dataset", "dataset": pipe_id})
     sink = effective.get("sink")
     if sink is None:
         effective["sink"] = {"type": "dataset", "dataset": pipe_id}
-    elif isinstance(sink, dict) and sink.get("type") == "dataset" and "dataset" not in sink:
-        effective["sink"] = {**sink, "dataset": pipe_id}
+    else:
+        if isinstance(sink, dict) and "type" not in sink:  # a sink without a type is a dataset sink
+            sink = effective["sink"] = {"type": "dataset", **sink}
+        if isinstance(sink, dict) and sink.get("type") == "dataset" and "dataset" not in sink:
+            effective["sink"] = {**sink, "dataset": pipe_id}
     transform = effective.get("transform")
     effective["transform"] = [] if transform is None else transform if isinstance(transform, list) else [transform]
     effective.setdefault("batch_size", DEFAULT_BATCH_SIZE)
@@ -137,7 +141,7 @@ class PipeRunner:
     """One pipe, compiled: call :meth:`run` from a worker thread (one run at a time per pipe)."""
 
     def __init__(self, config: dict[str, Any], datasets: Datasets, metadata: dict[str, Any] | None = None,
-                 secrets: dict[str, Any] | None = None) -> None:
+                 secrets: dict[str, Any] | None = None, systems: Mapping[str, Any] | None = None) -> None:
         pipe_id = _check_pipe(config)
         self.pipe_id = pipe_id
         self.original = config
@@ -149,7 +153,7 @@ class PipeRunner:
             raise ConfigError(str(exc), where=f"pipe {pipe_id}: pump") from None
         self.datasets = datasets
         self.metadata: dict[str, Any] = metadata or {}
-        context = BuildContext(pipe_id, effective, datasets, self.metadata, secrets or {})
+        context = BuildContext(pipe_id, effective, datasets, self.metadata, secrets or {}, systems=systems or {})
 
         def build(kind: str, component: Any, where: str) -> Any:
             spec = lookup(kind, component, f"pipe {pipe_id}: {where}")
@@ -611,10 +615,11 @@ def _chosen(component: Any) -> Any:
 
 
 def build_runner(config: dict[str, Any], datasets: Datasets, metadata: dict[str, Any] | None = None,
-                 secrets: dict[str, Any] | None = None) -> PipeRunner:
+                 secrets: dict[str, Any] | None = None, systems: Mapping[str, Any] | None = None) -> PipeRunner:
     """Compile a pipe config; raises :class:`ConfigError` naming the pipe and the path. ``secrets`` are the
-    values of the secrets its DTL names (``"$SECRET(name)"`` crypto keys)."""
-    return PipeRunner(config, datasets, metadata, secrets)
+    values of the secrets its DTL names (``"$SECRET(name)"`` crypto keys); ``systems`` the built
+    :class:`~actors.components.System` objects its components name, by id."""
+    return PipeRunner(config, datasets, metadata, secrets, systems)
 
 
 def validate_pipe(config: Any, datasets: Datasets) -> list[str]:

@@ -42,6 +42,7 @@ log = logging.getLogger("actors.pump")
 
 MODES = ("scheduled", "manual", "off")
 STARTUP_WAIT = 5.0  # seconds a start waits for a pump that is starting up
+FIRST_PULL_DELAY = timedelta(seconds=1)  # a pipe pulling from a system that never ran runs this soon
 TRIM_EVERY = timedelta(hours=1)  # how often a pump trims its execution log by time (after a logged run)
 SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end",
                         "start-rescan", "reset-rescan", "reset-tracking", "set-tracking-to-start")
@@ -286,11 +287,18 @@ class PipeActor:
     def _first_next_run(self, now: datetime) -> datetime | None:
         assert self.schedule is not None
         computed = self.schedule.next_run(now, self._rng)
+        if (computed is not None and self.state.last_run is None and not self.schedule.persistent
+                and self._pulls_from_a_system()):  # a new pull pipe fills its dataset now, not an interval later
+            return min(computed, now + FIRST_PULL_DELAY)
         if self.schedule.persistent and self.state.next_run:
             stored = datetime.fromisoformat(self.state.next_run.replace("Z", "+00:00"))
             if computed is None or stored <= computed:
                 return max(stored, now)  # a start missed while the node was down runs now
         return computed
+
+    def _pulls_from_a_system(self) -> bool:
+        source = getattr(self.runner, "source_config", None)
+        return isinstance(source, dict) and isinstance(source.get("system"), str)
 
     def _set_next_run(self, moment: datetime | None) -> None:
         self._next_run = moment

@@ -72,6 +72,8 @@ class Transform:
             except Exception as error:  # a bug or an unexpected value: report it with the entity
                 raise DTLRuntimeError(f"{type(error).__name__}: {error}", env.entity_id) from error
             if result is None:
+                if "_id" not in target and type(env.entity_id) is str:  # the guide's default: the source's _id
+                    target = {"_id": env.entity_id, **target}
                 if type(target.get("_id")) is str:
                     append(target)
                 elif self.id_required:

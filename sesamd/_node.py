@@ -349,17 +349,20 @@ class Node:
                 pipes[pipe_id] = running
                 running.original = entity
                 continue
-            state.errors = await self._build(state, config, metadata_runtime, where, dtl_secrets)
+            state.errors = await self._build(state, config, metadata_runtime, where, dtl_secrets,
+                                             self.systems.planned_systems(used))
             state.errors += _missing_systems(pipe_id, where, config, self.systems.planned_ids())
             errors.extend(state.errors)
             pipes[pipe_id] = state
         return _Plan(list(stored), pipes, errors)
 
     async def _build(self, state: PipeState, config: dict[str, Any], metadata: dict[str, Any] | None,
-                     where: str, secrets: dict[str, Any]) -> list[dict[str, Any]]:
+                     where: str, secrets: dict[str, Any], systems: dict[str, Any]) -> list[dict[str, Any]]:
         build = self.engine.build_runner
         if secrets:  # only pipes whose DTL names secrets get them
             build = partial(build, secrets=secrets)
+        if systems:  # and only pipes that name systems get those
+            build = partial(build, systems=systems)
         try:
             state.runner = await trio.to_thread.run_sync(build, config, self.datasets, metadata)
         except self.engine.config_errors as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -177,6 +177,13 @@ class SystemRegistry:
             new_errors.extend(state.errors)
         self._planned = planned
         return new_errors
+
+    def planned_systems(self, ids: Iterable[str]) -> dict[str, System]:
+        """The built systems of the last plan (else of the running config) among ``ids``; invalid ones are left
+        out (the pipe's own errors name them)."""
+        states = self._planned if self._planned is not None else self.systems
+        return {i: state.system for i in ids if (state := states.get(i)) is not None and state.system is not None
+                and state.is_valid}
 
     def planned_ids(self) -> set[str]:
         """The ids of the systems of the last plan (valid or not), else of the running config."""

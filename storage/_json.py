@@ -157,11 +157,13 @@ _BOM = "\ufeff"
 _LOOKAHEAD = 16
 
 
-def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Iterator[tuple[Any, int]]:
+def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20,
+                       max_value_chars: int | None = None) -> Iterator[tuple[Any, int]]:
     """Stream the items of a JSON array, or of NDJSON, from a binary file, without loading it whole.
 
     Yields ``(item, line)`` with the 1-based line where the item starts. Raises :class:`JSONError`
-    with the line and column of the first problem.
+    with the line and column of the first problem; also when one item runs past ``max_value_chars``
+    characters (so an endless value cannot fill the memory).
     """
     buffer = ""
     pending = b""
@@ -196,11 +198,23 @@ def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Itera
         buffer += text
         return True
 
+    def fill_more(have: int) -> bool:
+        """Read at least as much again as the ``have`` characters of an unfinished value (at least one chunk):
+        a value spanning many chunks is then parsed O(log n) times, not once per chunk."""
+        target = len(buffer) + max(have, 1)
+        grew = False
+        while len(buffer) < target and fill():
+            grew = True
+        return grew
+
     def skip_ws(pos: int, whitespace: str = _WHITESPACE) -> int:
         while True:
             while pos < len(buffer) and buffer[pos] in whitespace:
                 pos += 1
-            if pos < len(buffer) or not fill():
+            if pos < len(buffer):
+                return pos
+            pos = compact(pos)  # endless whitespace must not grow the buffer
+            if not fill():
                 return pos
 
     def where(pos: int) -> tuple[int, int]:
@@ -233,7 +247,11 @@ def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Itera
                 item, end = _stdlib_decoder.raw_decode(buffer, pos)
             except json.JSONDecodeError as exc:
                 truncated = exc.pos >= len(buffer) - _LOOKAHEAD or exc.msg.startswith("Unterminated string")
-                if truncated and fill():
+                if truncated and max_value_chars is not None and len(buffer) - pos > max_value_chars:
+                    line, column = where(pos)
+                    raise JSONError(f"the value starting here is longer than {max_value_chars} characters",
+                                    line=line, column=column) from None
+                if truncated and fill_more(len(buffer) - pos):
                     continue
                 line, column = where(exc.pos)
                 raise JSONError(f"invalid JSON: {exc.msg}", line=line, column=column) from None
@@ -247,6 +265,10 @@ def iter_json_entities(stream: IO[bytes], *, chunk_size: int = 1 << 20) -> Itera
                                 line=line, column=column) from None
             if end > len(buffer) - _LOOKAHEAD and not eof and fill():
                 continue  # a number may continue in the next chunk
+            if max_value_chars is not None and end - pos > max_value_chars:
+                line, column = where(pos)
+                raise JSONError(f"the value starting here is longer than {max_value_chars} characters",
+                                line=line, column=column)
             return item, end
 
     while not buffer and fill():

@@ -48,6 +48,7 @@ class BuildContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, Any] = field(default_factory=dict)  # for DTL "$SECRET(name)" crypto keys
     where: str = ""  # the component's place in the pipe config, e.g. "transform[0]"
+    systems: Mapping[str, Any] = field(default_factory=dict)  # the built systems the pipe names, by id
 
 
 class Source:

@@ -1,12 +1,14 @@
-"""The ``system:url`` system: a pooled ``httpx.AsyncClient`` for an HTTP server (node-spec 10.1).
+"""The ``system:url`` system: a pooled ``httpx.Client`` for an HTTP server (node-spec 10.1).
 
-``url(relative)`` makes absolute URLs: ``url_pattern`` with ``%s`` inserts the relative URL there, without
-``%s`` appends it; the deprecated ``base_url`` URL-joins it. The client carries the default ``headers``, the
-``authentication`` (``basic``/``digest`` with ``username``/``password``, ``jwt`` as a Bearer header),
-``verify_ssl`` (off by default, with an optional ``custom_ca_pem_chain``), the connect/read timeouts and
-``proxies``; it opens at most ``worker_threads`` connections. ``oauth2``, ``tripletex``, ``ntlm`` and
-``ignore_invalid_content_length_response_header`` are validated but not implemented yet (listed under
-``unsupported`` in the status). The environment (``HTTP_PROXY``, netrc) is not consulted.
+Components use the synchronous ``client`` (they run in the pump's worker thread), through
+:func:`actors.components._http.send` for retries. ``url(relative)`` makes absolute URLs: ``url_pattern``
+with ``%s`` inserts the relative URL there, without ``%s`` appends it; the deprecated ``base_url``
+URL-joins it. The client carries the default ``headers``, the ``authentication`` (``basic``/``digest`` with
+``username``/``password``, ``jwt`` as a Bearer header), ``verify_ssl`` (off by default, with an optional
+``custom_ca_pem_chain``), the connect/read timeouts and ``proxies``; it opens at most ``worker_threads``
+connections. ``oauth2``, ``tripletex``, ``ntlm`` and ``ignore_invalid_content_length_response_header`` are
+validated but not implemented yet (listed under ``unsupported`` in the status). The environment
+(``HTTP_PROXY``, netrc) is not consulted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from ._errors import TransientError
 from ._registry import ConfigError
 from ._system_base import SECONDS, System, entity_path, seconds, system_type
 
@@ -74,8 +77,8 @@ class UrlSystem(System):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
-        self.client: httpx.AsyncClient | None = None
-        self.transport: httpx.AsyncBaseTransport | None = None  # set before open() to replace the network
+        self.client: httpx.Client | None = None
+        self.transport: httpx.BaseTransport | None = None  # set before open() to replace the network
         self._check_urls()
         self.auth = self._auth()
         self.headers = httpx.Headers(config.get("headers") or {})
@@ -152,15 +155,23 @@ class UrlSystem(System):
             return pattern.replace("%s", relative) if "%s" in pattern else pattern + relative
         return urljoin(self.config["base_url"], relative)
 
-    def make_client(self) -> httpx.AsyncClient:
+    def make_client(self) -> httpx.Client:
         """A new client with this system's settings (``open`` keeps one as ``client``)."""
-        mounts: dict[str, httpx.AsyncBaseTransport | None] | None = None
+        mounts: dict[str, httpx.BaseTransport | None] | None = None
         if self.proxies and self.transport is None:
-            mounts = {prefix: httpx.AsyncHTTPTransport(verify=self.verify, limits=self.limits, proxy=proxy,
-                                                       trust_env=False)
+            mounts = {prefix: httpx.HTTPTransport(verify=self.verify, limits=self.limits, proxy=proxy,
+                                                  trust_env=False)
                       for prefix, proxy in self.proxies.items()}
-        return httpx.AsyncClient(auth=self.auth, headers=self.headers, verify=self.verify, timeout=self.timeout,
-                                 limits=self.limits, transport=self.transport, mounts=mounts, trust_env=False)
+        return httpx.Client(auth=self.auth, headers=self.headers, verify=self.verify, timeout=self.timeout,
+                            limits=self.limits, transport=self.transport, mounts=mounts, trust_env=False)
+
+    @property
+    def http(self) -> httpx.Client:
+        """The open client; a :class:`TransientError` while the system is not open (starting, reloading)."""
+        client = self.client
+        if client is None:
+            raise TransientError(f"system '{self.id}' is not open")
+        return client
 
     async def open(self) -> None:
         self.client = self.make_client()
@@ -170,7 +181,7 @@ class UrlSystem(System):
         client, self.client = self.client, None
         try:
             if client is not None:
-                await client.aclose()
+                client.close()
         finally:
             await super().close()
 

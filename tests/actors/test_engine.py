@@ -88,6 +88,16 @@ def test_embedded_runs_are_full_runs_with_deletion_tracking(datasets: Datasets) 
     assert datasets.open("people").populated
 
 
+def test_a_sink_without_a_type_is_a_dataset_sink(datasets: Datasets) -> None:
+    config = {**embedded("people", CUSTOMERS), "sink": {"dataset": "folk", "deletion_tracking": False}}
+    runner = build_runner(config, datasets)
+    assert runner.config["sink"] == {"type": "dataset", "dataset": "folk", "deletion_tracking": False}
+    assert runner.run().changes == len(CUSTOMERS)
+    assert sorted(latest(datasets, "folk")) == sorted(c["_id"] for c in CUSTOMERS)
+    named_after_the_pipe = build_runner({**embedded("people", CUSTOMERS), "sink": {}}, datasets)
+    assert named_after_the_pipe.sink_dataset == "people"
+
+
 def test_dataset_to_dataset_is_incremental_and_propagates_deletes(datasets: Datasets) -> None:
     build_runner(embedded("people", CUSTOMERS), datasets).run()
     copy = build_runner({"_id": "copy", "type": "pipe", "source": {"type": "dataset", "dataset": "people"},

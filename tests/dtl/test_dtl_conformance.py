@@ -14,7 +14,7 @@ CASES = {
     "rules-unordered": {"rules": {"default": [["copy", "_id"], ["create", "_S.c"]]},
                         "input": [{"_id": "p", "c": [{"_id": "c1"}]}], "expected": [{"_id": "c1"}, {"_id": "p"}]},
     "steps-ok": {"steps": [["add", "x", 1]], "source": {}, "target": {"y": 2}, "expected": {"y": 2, "x": 1}},
-    "error-ok": {"rules": {"default": [["add", "x", 1]]}, "input": [{"_id": "a"}], "expected_error": True},
+    "error-ok": {"rules": {"default": [["add", "_id", 5]]}, "input": [{"_id": "a"}], "expected_error": True},
     "error-missing": {"expr": ["list"], "expected_error": True},
     "hops-ok": {"expr": ["path", "v", ["lookup-entity", "d", "a"]], "datasets": {"d": [{"_id": "a", "v": "~f1.0"}]},
                 "expected": "~f1.00"},

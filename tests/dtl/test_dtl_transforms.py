@@ -97,11 +97,14 @@ def test_make_ni():
 
 
 def test_id_checks_and_failures():
+    # no _id set: the source's _id (the getting-started guide's customers-with-orders relies on it)
+    assert run({"default": [["add", "x", 1]]}, [{"_id": "a"}]) == [{"_id": "a", "x": 1}]
     with pytest.raises(DTLRuntimeError, match="'a'"):
-        run({"default": [["add", "x", 1]]}, [{"_id": "a"}])
-    with pytest.raises(DTLRuntimeError):
         run({"default": [["add", "_id", 5]]}, [{"_id": "a"}])
-    assert run({"default": [["add", "x", 1]]}, [{"_id": "a"}], id_required=False) == []
+    with pytest.raises(DTLRuntimeError, match="'a'"):
+        run({"default": [["add", "_id", None]]}, [{"_id": "a"}])
+    assert run({"default": [["add", "_id", 5]]}, [{"_id": "a"}], id_required=False) == []
+    assert run({"default": [["add", "x", 1]]}, [{"x": 0}], id_required=False) == []  # no source _id either
     with pytest.raises(DTLRuntimeError, match=r"'b'.*name is missing"):
         run({"default": [["copy", "_id"], ["if", ["is-null", "_S.name"], ["fail!", "name is missing"]]]},
             [{"_id": "a", "name": "x"}, {"_id": "b"}])

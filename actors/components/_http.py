@@ -1,0 +1,209 @@
+"""HTTP for components: one request with retries, and JSON entity streams read in bounded memory.
+
+Components run in the pump's worker thread, so they use the system's synchronous ``httpx.Client``.
+:func:`send` makes one request and retries it by a :class:`RetryPolicy` when it fails transiently (a
+connect error, a timeout, an answer of 429 or 5xx); the wait doubles from the policy's delay, and an
+answer's ``Retry-After`` (seconds or an HTTP date) is waited out when it asks for longer. What finally fails
+is a :class:`~actors.components.TransientError` or :class:`~actors.components.TerminalError` whose message
+names the method, the URL and the answer.
+
+:func:`json_entities` streams the JSON array (or NDJSON) of an answer's body through
+:func:`storage.iter_json_entities`, chunk by chunk: an endless body is read as far as it is consumed, and a
+single value larger than ``max_value_bytes`` is an error rather than a full memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+import storage
+
+from ._errors import ComponentError, TerminalError, TransientError
+from ._registry import ConfigError
+from ._system_base import seconds
+
+__all__ = ["MAX_VALUE_BYTES", "RETRY_STATUSES", "RetryPolicy", "SystemLink", "json_entities", "send"]
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_VALUE_BYTES = 100 * 1024 * 1024  # the dataset sink's default max_entity_bytes_size
+SNIPPET = 300  # bytes of an error answer quoted in the message
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retries`` further attempts after the first, waiting ``delay`` seconds, doubling up to ``max_delay``."""
+
+    retries: int = 0
+    delay: float = 0.0
+    max_delay: float = 300.0
+
+    def wait(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        backoff = self.delay * (2 ** attempt)
+        if retry_after is not None:
+            backoff = max(backoff, retry_after)
+        return min(backoff, self.max_delay)
+
+    @classmethod
+    def of(cls, pump: Mapping[str, Any], retries_key: str, delay_key: str, *,
+           default_retries: int = 0) -> RetryPolicy:
+        """The policy a pump config sets: ``pump[retries_key]`` retries, ``pump[delay_key]`` seconds apart."""
+        retries = pump.get(retries_key)
+        value = pump.get(delay_key)
+        delay = 0.0
+        if (type(value) in (int, float)) or (isinstance(value, str) and value.startswith("~f")):
+            try:
+                delay = seconds(value)  # config keeps fractions as transit decimals ("~f1.5")
+            except ValueError:
+                delay = 0.0
+        return cls(retries=retries if type(retries) is int and retries >= 0 else default_retries,
+                   delay=delay if delay >= 0 else 0.0)
+
+
+def send(client: httpx.Client, method: str, url: str, *, policy: RetryPolicy = RetryPolicy(),
+         stream: bool = False, sleep: Callable[[float], None] = time.sleep,
+         on_retry: Callable[[ComponentError, int], None] | None = None, **request: Any) -> httpx.Response:
+    """Make the request, retrying by ``policy``; a 2xx/3xx response (open, when ``stream``) or an error.
+
+    ``request`` goes to ``client.build_request`` (``params``, ``headers``, ``content``, ``json``...); a body
+    must be bytes so it can be sent again. ``on_retry(error, attempt)`` is told of each retried failure.
+    """
+    attempt = 0
+    while True:
+        retry_after: float | None = None
+        try:
+            response = client.send(client.build_request(method, url, **request), stream=stream)
+        except httpx.TimeoutException as exc:
+            error: ComponentError = TransientError(f"{method} {url}: timed out ({_describe(exc)})")
+        except httpx.TransportError as exc:
+            error = TransientError(f"{method} {url}: the connection failed ({_describe(exc)})")
+        else:
+            if response.status_code < 400:
+                return response
+            error = _status_error(method, url, response)
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+        if not error.transient or attempt >= policy.retries:
+            if attempt:
+                error.message += f" (after {attempt} {'retry' if attempt == 1 else 'retries'})"
+                error.args = (error.message,)
+            raise error
+        if on_retry is not None:
+            on_retry(error, attempt)
+        sleep(policy.wait(attempt, retry_after))
+        attempt += 1
+
+
+def _status_error(method: str, url: str, response: httpx.Response) -> ComponentError:
+    try:
+        body = b""
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) >= SNIPPET:
+                break
+    except httpx.HTTPError:
+        body = b""
+    finally:
+        response.close()
+    snippet = body[:SNIPPET].decode("utf-8", "replace").strip()
+    status = response.status_code
+    kind = TransientError if status in RETRY_STATUSES else TerminalError
+    return kind(f"{method} {url} answered {status} {response.reason_phrase}" + (f": {snippet}" if snippet else ""),
+                status=status)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _BodyReader:
+    """A file-like ``read(n)`` over a streamed response body (what :func:`storage.iter_json_entities` reads)."""
+
+    def __init__(self, response: httpx.Response, chunk_size: int) -> None:
+        self._chunks = response.iter_bytes(chunk_size)
+        self._what = f"{response.request.method} {response.url}"
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return next(self._chunks, b"")
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{self._what}: timed out reading the body ({_describe(exc)})") from None
+        except httpx.HTTPError as exc:
+            raise TransientError(f"{self._what}: the body was cut off ({_describe(exc)})") from None
+
+
+def json_entities(response: httpx.Response, *, chunk_size: int = 1 << 16,
+                  max_value_bytes: int = MAX_VALUE_BYTES) -> Iterator[Any]:
+    """The values of the JSON array or NDJSON in an open streamed ``response``, as they arrive; closes it.
+
+    Bad JSON is a :class:`TerminalError` naming the URL, line and column; a body cut off or stalled is a
+    :class:`TransientError`."""
+    try:
+        for value, _line in storage.iter_json_entities(_BodyReader(response, chunk_size), chunk_size=chunk_size,
+                                                       max_value_chars=max_value_bytes):
+            yield value
+    except storage.JSONError as exc:
+        raise TerminalError(f"{response.request.method} {response.url}: the answer is not a JSON array or "
+                            f"NDJSON: {exc}") from None
+    finally:
+        response.close()
+
+
+class SystemLink:
+    """A component's link to the URL system its config names (``system``), with the component's ``headers``.
+
+    The node builds pipes with the systems they name (:attr:`BuildContext.systems`); a named system of
+    another kind is a :class:`ConfigError`. One the node did not give (not in the config, or invalid, which
+    the node reports on the pipe) fails the run with a :class:`TerminalError` when it is used.
+    """
+
+    def __init__(self, config: Mapping[str, Any], context: Any, *, what: str) -> None:
+        from .system_url import UrlSystem  # the system module imports this one's errors
+
+        self.system_id: str = config["system"]
+        self.headers: dict[str, str] = dict(config.get("headers") or {})
+        system = context.systems.get(self.system_id)
+        if system is not None and not isinstance(system, UrlSystem):
+            raise ConfigError(f"system '{self.system_id}' is a {system.config.get('type')}; a {what} needs a "
+                              "system:url or system:microservice",
+                              where=f"pipe {context.pipe_id}: {context.where}.system")
+        self._system = system
+
+    @property
+    def system(self) -> Any:
+        if self._system is None:
+            raise TerminalError(f"system '{self.system_id}' is not in the config (or its config is invalid)")
+        return self._system
+
+    def url(self, relative: str) -> str:
+        """The absolute URL of ``relative`` by the system's rules (an absolute ``relative`` stays itself)."""
+        if relative.startswith(("http://", "https://")):
+            return relative
+        return str(self.system.url(relative))
+
+    @property
+    def client(self) -> httpx.Client:
+        """The system's open client (a :class:`TransientError` while it is not open)."""
+        return self.system.http  # type: ignore[no-any-return]

@@ -1,0 +1,225 @@
+"""The ``json`` source through the node: the getting-started guide's pull configuration (two ``system:url``
+systems with ``base_url``, ``json`` sources, customers-with-orders without ``["copy", "_id"]``) against a web
+server the test starts, then an added order reaching Maria by dependency tracking; and the failures of a
+source (an error answer, malformed JSON, a refused connection) failing the run without touching the data."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import trio
+
+from sesamd._node import open_node
+from sesamd.api import create_app
+from sesamd.testing import TokenClient
+
+CUSTOMERS = [
+    {"_id": "1", "first_name": "John", "last_name": "Smith", "age": 42},
+    {"_id": "2", "first_name": "Maria", "last_name": "Hawkins", "age": 32},
+    {"_id": "3", "first_name": "Pam", "last_name": "Curie", "age": 21},
+]
+ORDERS = [
+    {"_id": "1000", "customer_id": "1", "discount": 4.20, "items": [{"ean": "a", "price": 22.10, "quantity": 2}]},
+    {"_id": "1001", "customer_id": "1", "items": [{"ean": "b", "price": 73.50, "quantity": 1},
+                                                  {"ean": "c", "price": 10.40, "quantity": 1}]},
+    {"_id": "1002", "customer_id": "2", "items": [{"ean": "d", "price": 39.95, "quantity": 1}]},
+]
+NEW_ORDER = {"_id": "1003", "customer_id": "2", "items": [{"ean": "e", "price": 19.95, "quantity": 1}]}
+
+
+class Files(BaseHTTPRequestHandler):
+    """Serves ``server.files[path]`` (bytes, an int status to answer with, or a list of those to answer in turn);
+    records each request path."""
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        server.seen.append(self.path)
+        body = server.files.get(self.path.split("?", 1)[0], 404)
+        if isinstance(body, list):  # answers in turn, the last one for good
+            body = body.pop(0) if len(body) > 1 else body[0]
+        if isinstance(body, int):
+            self.send_response(body)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"nope\n")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def web() -> Iterator[Any]:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    server.daemon_threads = True
+    server.files, server.seen = {}, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def guide_config(port: int) -> list[dict[str, Any]]:
+    """The guide's sesam-seed configuration, with YOUR-IP-HERE:8000 replaced."""
+    base = f"http://127.0.0.1:{port}"
+    return [
+        {"_id": "customer-system", "type": "system:url", "base_url": f"{base}/customers/"},
+        {"_id": "customers", "type": "pipe",
+         "source": {"type": "json", "system": "customer-system", "url": "customers.json"}},
+        {"_id": "order-system", "type": "system:url", "base_url": f"{base}/orders/"},
+        {"_id": "orders", "type": "pipe",
+         "source": {"type": "json", "system": "order-system", "url": "orders.json"}},
+        {"_id": "customers-with-orders", "type": "pipe",
+         "source": {"type": "dataset", "dataset": "customers"},
+         "transform": {"type": "dtl", "rules": {
+             "default": [
+                 ["add", "type", "customer"],
+                 ["add", "name", ["concat", ["list", "_S.first_name", " ", "_S.last_name"]]],
+                 ["add", "orders", ["apply", "order", ["hops", {
+                     "datasets": ["orders o"], "where": [["eq", "_S._id", "o.customer_id"]]}]]],
+                 ["add", "order_count", ["count", "_T.orders"]],
+                 ["add", "total", ["sum", ["map", "_.total", "_T.orders"]]],
+                 ["filter", ["gt", "_T.total", 25.00]],
+             ],
+             "order": [
+                 ["copy", "items"],
+                 ["copy", "discount"],
+                 ["add", "total", ["minus", ["coalesce", ["list", "_S.discount", 0]],
+                                   ["sum", ["map", ["multiply", "_.quantity", "_.price"], "_S.items"]]]],
+             ],
+         }}},
+    ]
+
+
+class Api:
+    def __init__(self, client: TokenClient) -> None:
+        self.client = client
+
+    async def entities(self, dataset: str, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+        response = await self.client.get(f"/api/datasets/{dataset}/entities", query_string={"deleted": "false"})
+        if missing_ok and response.status_code == 404:
+            return []
+        assert response.status_code == 200, await response.get_data()
+        return [e for e in json.loads(await response.get_data()) if not e.get("_deleted")]
+
+    async def run(self, pipe_id: str) -> dict[str, Any]:
+        return await self.client.run_pipe(pipe_id)
+
+    async def last_run(self, pipe_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/api/pipes/{pipe_id}/pump")
+        return (await response.get_json())["runtime"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def node_api(tmp_path: Any, web: Any) -> AsyncIterator[tuple[Any, Api]]:
+    async with open_node(tmp_path / "node") as node:
+        assert await node.apply_config(guide_config(web.server_address[1])) == []
+        with trio.fail_after(5):
+            for system_id in ("customer-system", "order-system"):
+                actor = node.systems.actor(system_id)
+                assert actor is not None
+                await actor.wait_open()
+        yield node, Api(TokenClient(create_app(node)))
+
+
+def serve(web: Any, customers: Any = CUSTOMERS, orders: Any = ORDERS) -> None:
+    web.files["/customers/customers.json"] = customers if isinstance(customers, (bytes, int)) else \
+        json.dumps(customers, indent=1).encode()
+    web.files["/orders/orders.json"] = orders if isinstance(orders, (bytes, int)) else \
+        json.dumps(orders, indent=1).encode()
+
+
+def summary(entities: list[dict[str, Any]]) -> dict[str, Any]:
+    return {e["_id"]: (e["name"], e["order_count"], Decimal(e["total"].removeprefix("~f"))) for e in entities}
+
+
+async def test_the_guide_pulls_and_tracks_a_new_order(node_api: tuple[Any, Api], web: Any) -> None:
+    _node, api = node_api
+    serve(web)
+    for pipe_id in ("customers", "orders", "customers-with-orders"):
+        await api.run(pipe_id)
+    customers = await api.entities("customers")
+    assert [c["_id"] for c in customers] == ["1", "2", "3"]
+    orders = {o["_id"]: o for o in await api.entities("orders")}
+    assert orders["1000"]["discount"] == "~f4.2"  # JSON decimals as transit decimals, with the digits sent
+    assert summary(await api.entities("customers-with-orders")) == {
+        "1": ("John Smith", 2, Decimal("123.90")), "2": ("Maria Hawkins", 1, Decimal("39.95"))}
+    assert "/customers/customers.json" in web.seen and "/orders/orders.json" in web.seen
+
+    serve(web, orders=[*ORDERS, NEW_ORDER])
+    await api.run("orders")
+    await api.run("customers-with-orders")
+    result = summary(await api.entities("customers-with-orders"))
+    assert result["2"] == ("Maria Hawkins", 2, Decimal("59.90"))
+    assert result["1"] == ("John Smith", 2, Decimal("123.90"))
+
+
+@pytest.mark.parametrize("answer", [500, 404, b'[{"_id": "1", "first_name": "Jo"}, {"_id": ', b'{"not": "a list"'],
+                         ids=["500", "404", "cut-off", "malformed"])
+async def test_a_failing_source_fails_the_run_and_keeps_the_data(node_api: tuple[Any, Api], web: Any,
+                                                                 answer: Any) -> None:
+    _node, api = node_api
+    serve(web)
+    await api.run("customers")
+    assert len(await api.entities("customers")) == 3
+    serve(web, customers=answer)
+    runtime = await api.run("customers")
+    assert runtime["success"] is False
+    message = runtime["last-original-error-message"]
+    assert message.startswith("reading the source failed: GET http://127.0.0.1:") and "customers.json" in message
+    assert ("answered" if isinstance(answer, int) else "not a JSON array") in message
+    assert [c["_id"] for c in await api.entities("customers")] == ["1", "2", "3"]  # nothing deleted or changed
+
+
+async def test_a_refused_connection_fails_the_run(tmp_path: Any) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with open_node(tmp_path / "node") as node:
+        assert await node.apply_config(guide_config(port)[:2]) == []
+        actor = node.systems.actor("customer-system")
+        assert actor is not None
+        await actor.wait_open()
+        runtime = await TokenClient(create_app(node)).run_pipe("customers")
+    assert runtime["success"] is False
+    assert "the connection failed" in runtime["last-original-error-message"]
+
+
+async def test_read_retries_ride_out_a_passing_failure(tmp_path: Any, web: Any) -> None:
+    config = guide_config(web.server_address[1])[:2]
+    config[1]["pump"] = {"max_read_retries": 2, "read_retry_delay": 0, "mode": "manual"}  # only this test's run
+    web.files["/customers/customers.json"] = [503, json.dumps(CUSTOMERS).encode()]  # one 503, then the data
+    async with open_node(tmp_path / "node") as node:
+        assert await node.apply_config(config) == []
+        actor = node.systems.actor("customer-system")
+        assert actor is not None
+        await actor.wait_open()
+        api = Api(TokenClient(create_app(node)))
+        runtime = await api.run("customers")
+        assert runtime["success"] is True, runtime
+        assert [c["_id"] for c in await api.entities("customers")] == ["1", "2", "3"]
+    assert web.seen == ["/customers/customers.json"] * 2
+
+
+async def test_the_scheduled_pumps_fill_the_guide_without_a_manual_run(node_api: tuple[Any, Api], web: Any) -> None:
+    _node, api = node_api
+    serve(web)
+    with trio.fail_after(20):
+        while len(await api.entities("customers-with-orders", missing_ok=True)) < 2:
+            await trio.sleep(0.05)
+    assert summary(await api.entities("customers-with-orders"))["2"] == ("Maria Hawkins", 1, Decimal("39.95"))
