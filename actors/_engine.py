@@ -318,6 +318,15 @@ class PipeRunner:
             apply(write)
         return run.result
 
+    @property
+    def pumped(self) -> bool:
+        """Whether the pump runs the pipe (not one whose source receives pushed entities)."""
+        return not self.source.receives
+
+    def transform_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The batch through the pipe's transforms (pushed entities on their way to the sink)."""
+        return self._transform(batch)
+
     def _transform(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = batch
         for transform in self.transforms:

@@ -191,7 +191,7 @@ class PipeActor:
         self.config_errors = list(config_errors or [])
         self.schedule: Schedule | None = None
         try:
-            self.schedule = schedule_for(runner.config)
+            self.schedule = schedule_for(runner.config) if getattr(runner, "pumped", True) else None
             check_rescans(self._pump_config)
         except ScheduleError as exc:
             self.config_errors.append({"elements": "pump", "level": "error", "msg": str(exc)})
@@ -225,7 +225,7 @@ class PipeActor:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._stop_on_cancel)
-                if self.scheduler_enabled:
+                if self.scheduler_enabled and self.schedule is not None:
                     nursery.start_soon(self._scheduler)
                 if not self._started_once:  # node start, not an actor restart
                     self._started_once = True

@@ -42,6 +42,7 @@ from ._config import (
     validate_structure,
 )
 from ._feed import EventFeed, FeedLogHandler
+from ._receiver import Receivers
 from ._systems import SystemRegistry, scoped_secrets
 
 __all__ = ["Engine", "Node", "PipeState", "UnknownPipe", "default_engine", "open_node"]
@@ -149,6 +150,7 @@ class Node:
         self._supervisor: Supervisor | None = None
         self._lock = trio.Lock()
         self.systems = SystemRegistry()  # system actors (clients, pools), applied with the config
+        self.receivers = Receivers(self)  # POST /api/receivers/<pipe>/entities into http_endpoint pipes
 
     # -- store -------------------------------------------------------------------------------------
 

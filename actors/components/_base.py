@@ -65,6 +65,7 @@ class Source:
     is_since_comparable = True
     settable_flags: frozenset[str] = frozenset()
     datasets: tuple[str, ...] = ()  # the datasets it reads (dependencies, signalling, populated input)
+    receives = False  # entities are pushed to it over the API (no pump runs it)
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         self.config = config

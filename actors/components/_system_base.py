@@ -41,7 +41,13 @@ def system_type(type_name: str, schema: dict[str, Any]) -> Callable[[type], type
     full = dict(schema)
     full["properties"] = {**COMMON_PROPERTIES, **schema.get("properties", {})}
     full["required"] = ["_id", "type", *schema.get("required", [])]
-    return component("system", type_name, full)
+    register = component("system", type_name, full)
+
+    def named(cls: type) -> type:
+        cls.type_name = type_name  # type: ignore[attr-defined]
+        return register(cls)
+
+    return named
 
 
 def seconds(value: Any) -> float:

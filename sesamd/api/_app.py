@@ -6,7 +6,20 @@ from quart_trio import QuartTrio
 
 from .._auth import Authenticator, UserStore
 from .._node import Node
-from . import _admin, _configs, _datasets, _events, _login, _metadata, _openapi, _pipes, _status, _systems, _variables
+from . import (
+    _admin,
+    _configs,
+    _datasets,
+    _events,
+    _login,
+    _metadata,
+    _openapi,
+    _pipes,
+    _receivers,
+    _status,
+    _systems,
+    _variables,
+)
 from ._auth import guard
 from ._context import ApiContext
 from ._errors import install_error_handlers
@@ -18,7 +31,7 @@ __all__ = ["RESOURCES", "create_app", "routes_of"]
 
 RESOURCES: list[Resource] = [_status.resource, _configs.resource, _variables.resource, _pipes.resource,
                              _datasets.resource, _systems.resource, _metadata.resource, _admin.resource,
-                             _events.resource, _login.resource, _openapi.resource]
+                             _events.resource, _login.resource, _openapi.resource, _receivers.resource]
 
 MAX_BODY = 256 << 20  # bytes: a config or entity upload larger than this is a 413
 IDLE_BODY_SECONDS = 10.0  # a request body of which nothing arrives this long is dropped (408)

@@ -1,4 +1,5 @@
-"""The ``json`` source through the node: the getting-started guide's pull configuration (two ``system:url``
+"""The ``json`` source through the node (and once through a real ``sesamd serve``): the getting-started guide's
+pull configuration (two ``system:url``
 systems with ``base_url``, ``json`` sources, customers-with-orders without ``["copy", "_id"]``) against a web
 server the test starts, then an added order reaching Maria by dependency tracking; and the failures of a
 source (an error answer, malformed JSON, a refused connection) failing the run without touching the data."""
@@ -8,17 +9,20 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
 from sesamd._node import open_node
 from sesamd.api import create_app
-from sesamd.testing import TokenClient
+from sesamd.testing import TokenClient, serve_process
 
 CUSTOMERS = [
     {"_id": "1", "first_name": "John", "last_name": "Smith", "age": 42},
@@ -223,3 +227,34 @@ async def test_the_scheduled_pumps_fill_the_guide_without_a_manual_run(node_api:
         while len(await api.entities("customers-with-orders", missing_ok=True)) < 2:
             await trio.sleep(0.05)
     assert summary(await api.entities("customers-with-orders"))["2"] == ("Maria Hawkins", 1, Decimal("39.95"))
+
+
+def wait_for(client: httpx.Client, dataset: str, check: Any, timeout: float = 30) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/datasets/{dataset}/entities", params={"history": "false", "deleted": "false"})
+        entities = response.json() if response.status_code == 200 else []
+        if response.status_code == 200 and check(entities):
+            return entities  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"{dataset}: {response.status_code} {response.text[:500]}"
+        time.sleep(0.1)
+
+
+def test_the_guide_pulls_by_itself_and_follows_a_new_order(tmp_path: Path, web: Any) -> None:
+    serve(web)
+    with serve_process(tmp_path / "data") as daemon, \
+            httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30) as client:
+        response = client.put("/config", content=json.dumps(guide_config(web.server_address[1])),
+                              headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        first = wait_for(client, "customers-with-orders", lambda found: len(found) == 2)
+        assert summary(first) == {"1": ("John Smith", 2, Decimal("123.90")),
+                                  "2": ("Maria Hawkins", 1, Decimal("39.95"))}
+
+        serve(web, orders=[*ORDERS, NEW_ORDER])
+        response = client.post("/pipes/orders/pump", data={"operation": "start"})
+        assert response.status_code in (200, 409), response.text
+        updated = wait_for(client, "customers-with-orders",
+                           lambda found: summary(found).get("2", (None, 0))[1] == 2)
+        assert summary(updated)["2"] == ("Maria Hawkins", 2, Decimal("59.90"))
+        assert daemon.terminate() == 0
