@@ -320,18 +320,39 @@ class PipeRunner:
 
     @property
     def pumped(self) -> bool:
-        """Whether the pump runs the pipe (not one whose source receives pushed entities)."""
-        return not self.source.receives
+        """Whether the pump runs the pipe: not one whose source receives pushed entities, nor a publisher
+        (its sink serves its output to whoever asks, node-spec 8.0)."""
+        return not self.source.receives and self.sink.publishes is None
+
+    def publish(self, since: Any = None, limit: int | None = None,
+                bound: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The pipe's output for a publisher request (node-spec 8.3): the source read after ``since``
+        through the transforms with ``_B`` bound to ``bound``, in batches, at most ``limit`` entities.
+        An output entity without ``_updated`` gets its source entity's (same ``_id``), else the newest of
+        its source batch, so a client can hand the last one back as ``since``."""
+        left = limit
+        for batch in self.source.read(since, self.batch_size):
+            if left is not None and left <= 0:
+                return
+            out = self._transform(batch, bound=bound)
+            if out is not batch:
+                _stamp_updated(out, batch)
+            if left is not None:
+                out = out[:left]
+                left -= len(out)
+            if out:
+                yield out
 
     def transform_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The batch through the pipe's transforms (pushed entities on their way to the sink)."""
         return self._transform(batch)
 
-    def _transform(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _transform(self, batch: list[dict[str, Any]],
+                   bound: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         out = batch
         for transform in self.transforms:
             try:
-                out = transform.transform(out)
+                out = transform.transform(out, bound=bound)
             except DTLRuntimeError as exc:
                 entity = next((e for e in batch if e.get("_id") == exc.entity_id), None)
                 raise PipeRunError(f"transform failed: {exc}", entity=entity) from exc
@@ -614,6 +635,20 @@ def _newest(batch: list[dict[str, Any]], newest: Any) -> Any:
         except TypeError:
             continue
     return newest
+
+
+def _stamp_updated(out: list[dict[str, Any]], source: list[dict[str, Any]]) -> None:
+    """Give each entity in ``out`` lacking ``_updated`` that of the ``source`` entity with its ``_id``, else
+    the newest in ``source``."""
+    if all("_updated" in e for e in out):
+        return
+    updated = {e.get("_id"): e["_updated"] for e in source if "_updated" in e}
+    newest = _newest(source, None)
+    for entity in out:
+        if "_updated" not in entity:
+            value = updated.get(entity.get("_id"), newest)
+            if value is not None:
+                entity["_updated"] = value
 
 
 def _chosen(component: Any) -> Any:

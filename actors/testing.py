@@ -3,15 +3,20 @@ with :func:`thread_aware_mock_clock` when the code under test runs work in ``tri
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import trio
 import trio.testing
 
-__all__ = ["EventLog", "RecordingActor", "ScriptedCrashActor", "autojump_unless_threads_run", "run_in_thread",
-           "thread_aware_mock_clock"]
+__all__ = ["Answer", "EventLog", "RecordingActor", "ScriptedCrashActor", "WebRequest", "WebServer",
+           "autojump_unless_threads_run", "run_in_thread", "thread_aware_mock_clock"]
 
 
 def autojump_unless_threads_run(clock: trio.testing.MockClock) -> trio.testing.MockClock:
@@ -79,3 +84,150 @@ async def run_in_thread(runner: Any, *, kind: str, writers: Any, should_stop: Ca
     """A pump driver for runner doubles: ``runner.run(kind=..., should_stop=...)`` in a worker thread (the
     real driver is :func:`actors.run_pipeline`)."""
     return await trio.to_thread.run_sync(lambda: runner.run(kind=kind, should_stop=should_stop))
+
+
+# -- a web server double for HTTP components ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebRequest:
+    """One request a :class:`WebServer` got."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a :class:`WebServer` answers: ``chunks`` (an iterable of bytes) streams a chunked body instead
+    of ``body``; ``hang_up_after`` bytes of ``body`` are sent, then the connection is closed mid-body."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    chunks: Any = None
+    delay: float = 0.0
+    hang_up_after: int | None = None
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200, **kwargs: Any) -> Answer:
+        return cls(status, json.dumps(value).encode(), **kwargs)
+
+
+Route = Answer | Callable[[WebRequest], Answer]
+
+
+class WebServer:
+    """A threaded HTTP/1.1 server on 127.0.0.1 for tests: :meth:`route` a path (without the query) to answers
+    given in turn (the last for good) or to a function of the request; every request is kept in ``requests``.
+    Unrouted paths answer 404. Use as a context manager (or :meth:`start` / :meth:`close`)."""
+
+    def __init__(self) -> None:
+        self.requests: list[WebRequest] = []
+        self._routes: dict[str, list[Route]] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- configuring ------------------------------------------------------------------------------------
+
+    def route(self, path: str, *answers: Route | bytes | int) -> None:
+        """Answer requests for ``path`` with ``answers`` in turn (bytes: a 200 JSON body; an int: that status)."""
+        made = [Answer(a, b'{"error": "%d"}' % a) if isinstance(a, int) else Answer(body=a) if isinstance(a, bytes)
+                else a for a in answers]
+        with self._lock:
+            self._routes[path] = made
+
+    def url(self, path: str = "") -> str:
+        assert self._server is not None, "the server is not started"
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the server is not started"
+        return int(self._server.server_address[1])
+
+    def of(self, path: str) -> list[WebRequest]:
+        """The requests for ``path``."""
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    def start(self) -> WebServer:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> WebServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _answer(self, request: WebRequest) -> Answer:
+        with self._lock:
+            self.requests.append(request)
+            routes = self._routes.get(request.path)
+            if not routes:
+                return Answer(404, b'{"error": "no route"}')
+            route = routes.pop(0) if len(routes) > 1 else routes[0]
+        return route(request) if callable(route) else route
+
+
+def _handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def handle_one(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            request = WebRequest(self.command, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)),
+                                 {k.lower(): v for k, v in self.headers.items()}, body)
+            answer = web._answer(request)
+            if answer.delay:
+                time.sleep(answer.delay)
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            try:
+                if answer.chunks is not None:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for chunk in answer.chunks:
+                        if chunk:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                self.send_header("Content-Length", str(len(answer.body)))
+                self.end_headers()
+                if answer.hang_up_after is not None:
+                    self.wfile.write(answer.body[:answer.hang_up_after])
+                    self.close_connection = True
+                    return
+                self.wfile.write(answer.body)
+            except (BrokenPipeError, ConnectionResetError):  # the client went away
+                self.close_connection = True
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler

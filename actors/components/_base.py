@@ -142,13 +142,16 @@ class Source:
 
 
 class Transform:
-    """Maps a batch of wire-form entities to a batch (it may drop, change or add entities)."""
+    """Maps a batch of wire-form entities to a batch (it may drop, change or add entities).
+
+    ``bound`` is what DTL sees as ``_B``: the query parameters of a publisher request, else empty."""
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         self.config = config
         self.context = context
 
-    def transform(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def transform(self, batch: list[dict[str, Any]], *,
+                  bound: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError  # pragma: no cover - abstract
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ._base import BuildContext, Transform
@@ -17,8 +18,9 @@ class ConditionalTransform(Transform):
         super().__init__(config, context)
         self.chosen: Transform = build_alternative("transform", config, context)
 
-    def transform(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self.chosen.transform(batch)
+    def transform(self, batch: list[dict[str, Any]], *,
+                  bound: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.chosen.transform(batch, bound=bound)
 
     @property
     def join_plan(self) -> Any | None:

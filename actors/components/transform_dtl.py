@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import storage
@@ -38,13 +39,15 @@ class DTLTransform(Transform):
     def join_plan(self) -> Any:
         return self.compiled.join_plan
 
-    def transform(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def transform(self, batch: list[dict[str, Any]], *,
+                  bound: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         decode, encode = storage.decode, storage.encode
+        bound = dict(bound) if bound else None
         live = [decode(e) for e in batch if e.get("_deleted") is not True]
-        out = [encode(e) for e in self.compiled.run(live)] if live else []
+        out = [encode(e) for e in self.compiled.run(live, bound=bound)] if live else []
         for entity in batch:
             if entity.get("_deleted") is True:
-                for result in self.compiled.run([decode(entity)]):
+                for result in self.compiled.run([decode(entity)], bound=bound):
                     result = encode(result)
                     result["_deleted"] = True
                     out.append(result)

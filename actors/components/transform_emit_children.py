@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ._base import Transform
@@ -19,7 +20,8 @@ class EmitChildrenTransform(Transform):
     they are; the children of a deleted (or filtered) parent are emitted as deletes, so they go with it.
     """
 
-    def transform(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def transform(self, batch: list[dict[str, Any]], *,
+                  bound: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for parent in batch:
             children = parent.get("$children")
