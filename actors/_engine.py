@@ -134,6 +134,13 @@ def _check_pipe(config: Any) -> str:
         raise ConfigError("must be an integer >= 1", where=f"pipe {pipe_id}: batch_size")
     if not isinstance(config.get("pump", {}), dict):
         raise ConfigError("must be an object", where=f"pipe {pipe_id}: pump")
+    if not isinstance(config.get("permissions") or [], list):
+        raise ConfigError("must be a list of access entries", where=f"pipe {pipe_id}: permissions")
+    for index, entry in enumerate(config.get("permissions") or []):
+        if not (isinstance(entry, list) and len(entry) == 3 and entry[0] in ("allow", "deny")
+                and all(isinstance(part, list) and all(isinstance(x, str) for x in part) for part in entry[1:])):
+            raise ConfigError('must be ["allow"|"deny", [principals...], [permissions...]]',
+                              where=f"pipe {pipe_id}: permissions[{index}]")
     return pipe_id
 
 
@@ -329,13 +336,14 @@ class PipeRunner:
         """The pipe's output for a publisher request (node-spec 8.3): the source read after ``since``
         through the transforms with ``_B`` bound to ``bound``, in batches, at most ``limit`` entities.
         An output entity without ``_updated`` gets its source entity's (same ``_id``), else the newest of
-        its source batch, so a client can hand the last one back as ``since``."""
+        its source batch, so a client can hand the last one back as ``since``. Filtered entities are left out."""
         left = limit
         for batch in self.source.read(since, self.batch_size):
             if left is not None and left <= 0:
                 return
             out = self._transform(batch, bound=bound)
-            if out is not batch:
+            if out is not batch:  # filtered entities are not published (they mean deletes to a dataset only)
+                out = [e for e in out if e.get("_filtered") is not True]
                 _stamp_updated(out, batch)
             if left is not None:
                 out = out[:left]

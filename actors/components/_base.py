@@ -168,6 +168,7 @@ class Sink:
 
     dataset: str | None = None  # the dataset it writes entities to, if any
     blocking = False
+    publishes: str | None = None  # a publisher's URL kind (/api/publishers/<pipe>/<kind>): no pump runs it
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         self.config = config

@@ -8,6 +8,7 @@ from .._auth import Permission
 from .._entities_upload import EntityUploadError
 from .._node import PipeUnavailable
 from .._receiver import NotAReceiver, SequenceConflict
+from ._auth import grants_anonymous
 from ._context import api
 from ._errors import ApiError
 from ._params import body_bytes
@@ -27,7 +28,7 @@ PUSH_QUERY = (
 
 
 @resource.route("/receivers/<pipe_id>/entities", "POST", permission=Permission.WRITE_DATA, query=PUSH_QUERY,
-                body="application/json", status=(409, 503),
+                body="application/json", status=(409, 503), anonymous=grants_anonymous(Permission.WRITE_DATA),
                 summary="Push a JSON array of entities (or one entity) into an http_endpoint pipe")
 async def receive(pipe_id: str) -> Response:
     data = await body_bytes()

@@ -48,6 +48,9 @@ class Route:
     produces: str = "application/json"
     websocket: bool = False
     status: tuple[int, ...] = (200,)  # the success statuses it answers, for the OpenAPI document
+    anonymous: Callable[[dict[str, Any]], bool] | None = field(default=None, compare=False, repr=False)
+    """Whether a request without credentials may pass, given the view's arguments (a pipe's ACL granting
+    ``group:Anonymous`` the permission)."""
 
     @property
     def endpoint(self) -> str:
@@ -68,10 +71,13 @@ class Resource:
     def route(self, rule: str, *methods: str, permission: Permission | str, summary: str,
               query: tuple[Param, ...] = (), body: str | None = None,
               produces: str = "application/json",
-              status: tuple[int, ...] = (200,)) -> Callable[[Handler], Handler]:
+              status: tuple[int, ...] = (200,),
+              anonymous: Callable[[dict[str, Any]], bool] | None = None) -> Callable[[Handler], Handler]:
         """Declare an HTTP route; ``permission`` is required (a :class:`Permission` or :data:`PUBLIC`);
-        ``status`` lists the success statuses it answers (201, 202, ...) when not just 200."""
-        return self._declare(rule, methods or ("GET",), permission, summary, query, body, produces, False, status)
+        ``status`` lists the success statuses it answers (201, 202, ...) when not just 200; ``anonymous``
+        may let a request without credentials pass (see :attr:`Route.anonymous`)."""
+        return self._declare(rule, methods or ("GET",), permission, summary, query, body, produces, False, status,
+                             anonymous)
 
     def websocket(self, rule: str, *, permission: Permission | str, summary: str,
                   query: tuple[Param, ...] = ()) -> Callable[[Handler], Handler]:
@@ -80,7 +86,8 @@ class Resource:
 
     def _declare(self, rule: str, methods: tuple[str, ...], permission: Permission | str, summary: str,
                  query: tuple[Param, ...], body: str | None, produces: str,
-                 websocket: bool, status: tuple[int, ...] = (200,)) -> Callable[[Handler], Handler]:
+                 websocket: bool, status: tuple[int, ...] = (200,),
+                 anonymous: Callable[[dict[str, Any]], bool] | None = None) -> Callable[[Handler], Handler]:
         if permission != PUBLIC and not isinstance(permission, Permission):
             raise TypeError(f"route {rule}: permission must be a Permission or PUBLIC, not {permission!r}")
         if not summary:
@@ -88,7 +95,7 @@ class Resource:
 
         def register(handler: Handler) -> Handler:
             self.routes.append(Route(self.name, rule, tuple(m.upper() for m in methods), permission, summary,
-                                     handler, query, body, produces, websocket, tuple(status)))
+                                     handler, query, body, produces, websocket, tuple(status), anonymous))
             return handler
 
         return register
