@@ -41,6 +41,7 @@ import storage
 from dtl import DTLRuntimeError
 
 from ._datasets import Datasets, DatasetWrite
+from ._namespacing import Namespacing, namespaced_identifiers
 from ._reprocessing import config_digest, out_of_sync, policy, sync_record
 from ._retention import log_retention_hours
 from ._schedule import ScheduleError, check_rescans, schedule_for
@@ -160,7 +161,10 @@ class PipeRunner:
             raise ConfigError(str(exc), where=f"pipe {pipe_id}: pump") from None
         self.datasets = datasets
         self.metadata: dict[str, Any] = metadata or {}
-        context = BuildContext(pipe_id, effective, datasets, self.metadata, secrets or {}, systems=systems or {})
+        built = effective  # what components see: namespaced_identifiers inherited from the node metadata
+        if "namespaced_identifiers" not in effective and namespaced_identifiers(effective, self.metadata):
+            built = {**effective, "namespaced_identifiers": True}
+        context = BuildContext(pipe_id, built, datasets, self.metadata, secrets or {}, systems=systems or {})
 
         def build(kind: str, component: Any, where: str) -> Any:
             spec = lookup(kind, component, f"pipe {pipe_id}: {where}")
@@ -172,6 +176,7 @@ class PipeRunner:
         ]
         self.sink: Sink = build("sink", effective["sink"], "sink")
         self.source_config = _chosen(self.source).config
+        self.namespacing = Namespacing.of(built, self.metadata, source=_chosen(self.source), sink=_chosen(self.sink))
         self.batch_size: int = _chosen(self.sink).config.get("batch_size") or effective["batch_size"]
         self.plans = [t.join_plan for t in self.transforms if t.join_plan is not None]
         tracked: set[str] = set()
@@ -357,14 +362,14 @@ class PipeRunner:
 
     def _transform(self, batch: list[dict[str, Any]],
                    bound: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        out = batch
+        out = self.namespacing.before(batch)
         for transform in self.transforms:
             try:
                 out = transform.transform(out, bound=bound)
             except DTLRuntimeError as exc:
                 entity = next((e for e in batch if e.get("_id") == exc.entity_id), None)
                 raise PipeRunError(f"transform failed: {exc}", entity=entity) from exc
-        return out
+        return self.namespacing.after(out)
 
     def _end_of(self, name: str) -> int:
         dataset = self.datasets.get(name)

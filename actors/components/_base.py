@@ -66,6 +66,7 @@ class Source:
     settable_flags: frozenset[str] = frozenset()
     datasets: tuple[str, ...] = ()  # the datasets it reads (dependencies, signalling, populated input)
     receives = False  # entities are pushed to it over the API (no pump runs it)
+    adds_namespaces = False  # an external source: add_namespaces defaults to namespaced_identifiers
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         self.config = config
@@ -82,6 +83,8 @@ class Source:
             if flag not in cls.settable_flags:
                 properties[flag]["readOnly"] = True
         properties["initial_since_value"] = {}
+        properties["add_namespaces"] = {"type": "boolean", "description": "namespaces added before the first "
+                                        "transform (default: namespaced_identifiers for external sources)"}
         return properties
 
     def configure_flags(self, config: Mapping[str, Any]) -> None:
@@ -169,10 +172,17 @@ class Sink:
     dataset: str | None = None  # the dataset it writes entities to, if any
     blocking = False
     publishes: str | None = None  # a publisher's URL kind (/api/publishers/<pipe>/<kind>): no pump runs it
+    removes_namespaces = False  # an external sink: remove_namespaces defaults to namespaced_identifiers
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         self.config = config
         self.context = context
+
+    @classmethod
+    def schema_properties(cls) -> dict[str, Any]:
+        """The config properties of every sink type (the registry adds them to the type's JSON Schema)."""
+        return {"remove_namespaces": {"type": "boolean", "description": "namespaces removed after the last "
+                                      "transform (default: namespaced_identifiers for external sinks)"}}
 
     def write(self, batch: list[dict[str, Any]], *, state: dict[str, Any], full_run: Any | None) -> DatasetWrite:
         """Deliver a batch; the returned write commits it with ``state`` and returns the number of changes."""

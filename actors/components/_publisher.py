@@ -24,6 +24,8 @@ class Publisher(Sink):
     """A sink that serves its pipe's output on request. Subclasses set ``publishes`` and ``media_type`` and
     implement :meth:`render`; the pipe state (offsets the pump API may set) lives in ``system:pump:<pipe>``."""
 
+    removes_namespaces = True
+
     publishes = "entities"
     media_type = "application/json"
 

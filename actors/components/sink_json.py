@@ -47,6 +47,8 @@ class _Sequence:
 class JsonSink(Sink):
     """POSTs batches to a JSON Push receiver."""
 
+    removes_namespaces = True
+
     blocking = True
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:

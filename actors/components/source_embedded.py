@@ -26,6 +26,8 @@ from ._registry import component
 class EmbeddedSource(Source):
     """Serves the configured entities in list order (those after the since value when it supports since)."""
 
+    adds_namespaces = True
+
     settable_flags = frozenset(CONTINUATION_FLAGS)  # all three "default" (node-spec 6.0)
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:

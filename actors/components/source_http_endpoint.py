@@ -27,6 +27,8 @@ from ._registry import component
 class HttpEndpointSource(Source):
     """Receives pushed entities; reads nothing by itself."""
 
+    adds_namespaces = True
+
     receives = True
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:

@@ -37,6 +37,8 @@ from ._registry import ConfigError, component
 class JsonSource(Source):
     """Streams the entities of a JSON Pull endpoint."""
 
+    adds_namespaces = True
+
     settable_flags = frozenset(CONTINUATION_FLAGS)  # all three "default" (node-spec 6.0)
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
