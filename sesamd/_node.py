@@ -552,14 +552,26 @@ def _pipe_error(pipe_id: str, where: str, message: str, path: str = "") -> dict[
 
 
 def _without_dtl_rules(entity: dict[str, Any]) -> dict[str, Any]:
-    """A pipe without the rules of its DTL transforms (where ``$SECRET`` crypto keys may appear)."""
+    """A pipe without the rules of its DTL transforms, nested ones included (where ``$SECRET`` crypto keys may
+    appear)."""
+
+    def strip(component: Any) -> Any:
+        if not isinstance(component, dict):
+            return component
+        if component.get("type") == "dtl":
+            return {k: v for k, v in component.items() if k != "rules"}
+        nested = {key: [strip(t) for t in value] if isinstance(value, list) else strip(value)
+                  for key, value in component.items() if key == "transforms"}
+        alternatives = component.get("alternatives")
+        if isinstance(alternatives, dict):
+            nested["alternatives"] = {name: strip(t) for name, t in alternatives.items()}
+        return {**component, **nested}
+
     transforms = entity.get("transform")
     if transforms is None:
         return entity
     listed = transforms if isinstance(transforms, list) else [transforms]
-    kept = [{k: v for k, v in t.items() if k != "rules"} if isinstance(t, dict) and t.get("type") == "dtl" else t
-            for t in listed]
-    return {**entity, "transform": kept}
+    return {**entity, "transform": [strip(t) for t in listed]}
 
 
 def _missing_systems(pipe_id: str, where: str, config: dict[str, Any], defined: set[str]) -> list[dict[str, Any]]:
@@ -574,15 +586,31 @@ def _missing_systems(pipe_id: str, where: str, config: dict[str, Any], defined: 
 
 
 def _component_systems(config: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
-    """``(path, system id)`` of each ``system`` property of the pipe's source, transforms and sink."""
+    """``(path, system id)`` of each ``system`` property of the pipe's source, transforms and sink, and of the
+    components nested in them (``chained`` transforms, ``conditional`` alternatives)."""
     found: list[tuple[tuple[str | int, ...], str]] = []
+
+    def visit(component: Any, path: tuple[str | int, ...]) -> None:
+        if not isinstance(component, dict):
+            return
+        if isinstance(component.get("system"), str):
+            found.append(((*path, "system"), component["system"]))
+        nested = component.get("transforms")
+        for index, item in enumerate(nested) if isinstance(nested, list) else []:
+            visit(item, (*path, "transforms", index))
+        if isinstance(nested, dict):
+            visit(nested, (*path, "transforms"))
+        alternatives = component.get("alternatives")
+        for name, item in alternatives.items() if isinstance(alternatives, dict) else []:
+            visit(item, (*path, "alternatives", name))
+
     for part in ("source", "sink", "transform"):
         value = config.get(part)
-        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
-        for index, component in items:
-            if isinstance(component, dict) and isinstance(component.get("system"), str):
-                path = (part, "system") if index is None else (part, index, "system")
-                found.append((path, component["system"]))
+        if isinstance(value, list):
+            for index, component in enumerate(value):
+                visit(component, (part, index))
+        else:
+            visit(value, (part,))
     return found
 
 
