@@ -46,6 +46,7 @@ from ._reprocessing import config_digest, out_of_sync, policy, sync_record
 from ._retention import log_retention_hours
 from ._schedule import ScheduleError, check_rescans, schedule_for
 from ._tracking import TrackingLimitError, TrackingLimits, affected_ids, latest_versions
+from ._write_errors import WriteAbort, WriteErrors, WritePolicy, is_unreachable, pending_errors
 from .components import BuildContext, ConfigError, Sink, Source, Transform, global_defaults, lookup
 
 __all__ = ["RUN_KINDS", "PipeRun", "PipeRunError", "PipeRunner", "RunResult", "Work", "build_runner",
@@ -75,6 +76,10 @@ class RunResult:
     rescan: bool = False  # a full re-read asked for as a rescan
     skipped: str | None = None  # why the run did nothing (its input is not populated)
     warnings: list[str] = field(default_factory=list)  # e.g. dependency tracking past a warning threshold
+    retried: int = 0  # entities of earlier write errors sent again (an external sink's retry pass)
+    write_errors: int = 0  # entities the sink failed to take in this run (logged as write-error)
+    dead: int = 0  # entities given up on in this run (dead letters)
+    retry_entities_exist: bool = False  # retryable write errors wait for a later run
 
 
 @dataclass
@@ -85,18 +90,21 @@ class Work:
     state: dict[str, Any]
     dependencies: bool = False  # reprocessed by dependency tracking
     size: int = field(default=0)  # source entities in the batch
+    retry: bool = False  # entities of earlier write errors, as they were sent: not transformed again
 
     def __post_init__(self) -> None:
         self.size = self.size or len(self.entities)
 
 
 class PipeRunError(Exception):
-    """A run failed; the pipe's offset stays at the last committed batch."""
+    """A run failed; the pipe's offset stays at the last committed batch. ``read_error``: reading the source
+    failed (the pump logs a ``read-error``)."""
 
-    def __init__(self, message: str, *, entity: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, entity: dict[str, Any] | None = None, read_error: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.entity = entity
+        self.read_error = read_error
 
 
 def effective_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +196,8 @@ class PipeRunner:
         self.reprocessing_policy, self.rescan_when_config_changes = policy(effective, self.metadata, pipe_id)
         self._config_digest = config_digest(effective)  # the config of a runner never changes
         self.log_retention_hours = log_retention_hours(effective, self.metadata, pipe_id)
+        self.execution_dataset = f"system:pump_execution:{pipe_id}"
+        self.write_policy = WritePolicy.of(pipe_id, effective.get("pump") or {})
 
     # -- what the node needs to know ---------------------------------------------------------------------
 
@@ -226,9 +236,13 @@ class PipeRunner:
         dataset = self.datasets.get(name)
         return dataset is not None and dataset.populated
 
-    def load_write(self) -> DatasetWrite | None:
-        """The write to apply when the pipe is loaded or configured (``set_initial_offset: onload``), if any."""
-        return self.sink.on_load()
+    def load_writes(self) -> list[DatasetWrite]:
+        """The writes to apply when the pipe is loaded or configured: the sink's (``set_initial_offset:
+        onload``), and the dead-letter dataset asserted (created, populated) when the pump names one."""
+        writes = [write for write in (self.sink.on_load(),) if write is not None]
+        if self.write_policy.dead_letter_dataset is not None:
+            writes.append(DatasetWrite(self.write_policy.dead_letter_dataset, _assert_populated))
+        return writes
 
     # -- offsets ---------------------------------------------------------------------------------------------
 
@@ -324,7 +338,12 @@ class PipeRunner:
         for work in run.batches(should_stop):
             work = run.transform(work)
             started = time.perf_counter()
-            apply(run.write(work))
+            try:
+                write = run.write(work)
+            finally:
+                for error_write in run.take_error_writes():
+                    apply(error_write)
+            apply(write)
             run.result.sink_time += time.perf_counter() - started
         for write in run.end():
             apply(write)
@@ -433,6 +452,10 @@ class PipeRun:
         self.full_run: Any = None
         self.final_state: dict[str, Any] | None = None
         self.skipped = self.result.skipped = _unpopulated_input(source)
+        self.errors: WriteErrors | None = None  # an external sink's write errors (actors._write_errors)
+        if sink.blocking and not self.skipping:
+            log = runner.datasets.get(runner.execution_dataset)
+            self.errors = WriteErrors(runner.write_policy, runner.execution_dataset, pending_errors(log))
 
     @property
     def skipping(self) -> bool:
@@ -464,6 +487,10 @@ class PipeRun:
             return
         offset = self.start_offset
         newest = offset  # the max strategy: the largest _updated seen
+        retry = self.errors.to_retry() if self.errors is not None and not self.full else []
+        for start in range(0, len(retry), runner.batch_size):
+            result.retried += len(retry[start:start + runner.batch_size])
+            yield Work(retry[start:start + runner.batch_size], dict(self.loaded_state), retry=True)
         reader = runner.source.read(self.since, runner.batch_size)
         while True:
             if should_stop():
@@ -473,7 +500,7 @@ class PipeRun:
             try:
                 batch = next(reader, None)
             except Exception as exc:  # a source that cannot read fails the run, offset unchanged
-                raise PipeRunError(f"reading the source failed: {exc}") from exc
+                raise PipeRunError(f"reading the source failed: {exc}", read_error=True) from exc
             result.source_time += time.perf_counter() - started
             if batch is None:
                 break
@@ -537,14 +564,21 @@ class PipeRun:
 
     def transform(self, work: Work) -> Work:
         """Map a batch through the pipe's transforms."""
+        if work.retry:
+            return work
         started = time.perf_counter()
         work.entities = self.runner._transform(work.entities)
         self.result.transform_time += time.perf_counter() - started
         return work
 
     def write(self, work: Work) -> DatasetWrite:
-        """The sink's write of a transformed batch (with its state); applying it counts its changes."""
-        write = self.runner.sink.write(work.entities, state=work.state, full_run=self.full_run)
+        """The sink's write of a transformed batch (with its state); applying it counts its changes.
+
+        For an external sink, entities it fails to take are write errors (``actors._write_errors``): the
+        writes they owe come from :meth:`take_error_writes`, to apply before this one; a failure the run
+        does not tolerate raises :class:`PipeRunError` (take the error writes then too)."""
+        write = self._deliver(work) if self.errors is not None else \
+            self.runner.sink.write(work.entities, state=work.state, full_run=self.full_run)
         result = self.result
 
         def apply(dataset: storage.Dataset) -> int:
@@ -558,11 +592,72 @@ class PipeRun:
 
         return dataclasses.replace(write, apply=apply)
 
+    def _deliver(self, work: Work) -> DatasetWrite:
+        """An external sink's write of a batch: whole, else (when that fails) one entity at a time; the
+        write returns the number of entities delivered."""
+        sink, errors, policy = self.runner.sink, self.errors, self.runner.write_policy
+        assert errors is not None
+        entities = work.entities
+        delivered = 0
+        try:
+            if work.retry:
+                delivered = self._send_alone(work)
+            else:
+                try:
+                    write = sink.write(entities, state=work.state, full_run=self.full_run)
+                except Exception as exc:
+                    if policy.fallback and len(entities) > 1 and not is_unreachable(exc):
+                        delivered = self._send_alone(work)
+                    else:
+                        for entity in entities:
+                            errors.failed_entity(entity, exc, retry=False)
+                else:
+                    errors.delivered(entities)
+                    return write
+        except WriteAbort as abort:
+            self._count_errors()
+            raise PipeRunError(abort.message, entity=abort.entity) from abort.error
+        self._count_errors()
+        state = sink.save_state(work.state)
+
+        def apply(dataset: storage.Dataset) -> int:
+            state.apply(dataset)
+            return delivered
+
+        return DatasetWrite(state.dataset, apply)
+
+    def _send_alone(self, work: Work) -> int:
+        """Send the batch's entities one at a time; returns how many were delivered."""
+        sink, errors = self.runner.sink, self.errors
+        assert errors is not None
+        delivered = 0
+        for entity in work.entities:
+            try:
+                sink.write([entity], state=work.state, full_run=self.full_run)  # the state commits once, after
+            except Exception as exc:
+                errors.failed_entity(entity, exc, retry=work.retry)
+            else:
+                errors.delivered([entity])
+                delivered += 1
+        return delivered
+
+    def _count_errors(self) -> None:
+        errors, result = self.errors, self.result
+        assert errors is not None
+        result.write_errors, result.dead = errors.failed, errors.dead
+        result.retry_entities_exist = errors.retryable_count > 0
+
+    def take_error_writes(self) -> list[DatasetWrite]:
+        """The execution-log and dead-letter writes the run owes so far (apply them before the next write)."""
+        return self.errors.take_writes() if self.errors is not None else []
+
     # -- 3. end ------------------------------------------------------------------------------------------------
 
     def end(self) -> Iterator[DatasetWrite]:
         """The writes that finish a run whose batches are all committed: deletion tracking after a full
         run (or the final state), then the sink's populated flag. Nothing for a stopped or skipped run."""
+        if self.errors is not None:
+            self._count_errors()
         if self.result.stopped or self.final_state is None:
             return
         runner, result, state = self.runner, self.result, self.final_state
@@ -605,6 +700,11 @@ def _unpopulated_input(source: Source) -> str | None:
     verb = "is" if len(names) == 1 else "are"
     return (f"the run was skipped: input dataset{'s' if len(names) > 1 else ''} {listed} {verb} not populated "
             "(require_populated_input)")
+
+
+def _assert_populated(dataset: storage.Dataset) -> None:
+    if not dataset.populated:
+        dataset.set_populated()
 
 
 def _chain(first: DatasetWrite | None, then: DatasetWrite | None) -> DatasetWrite | None:

@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from ._datasets import DatasetWrite
-from ._engine import PipeRun, PipeRunner, RunResult, Work
+from ._engine import PipeRun, PipeRunError, PipeRunner, RunResult, Work
 
 __all__ = ["DEFAULT_DEPTH", "Writer", "run_pipeline"]
 
@@ -142,13 +142,32 @@ async def _sink_stage(run: PipeRun, chunks: trio.MemoryReceiveChannel[list[Work]
                       blocking: bool, turn: _Turn) -> None:
     async with chunks:
         async for chunk in chunks:
-            writes = await turn.run_sync(_each, run.write, chunk) if blocking else _each(run.write, chunk)
-            write = DatasetWrite.sequence(writes)  # one hop to the actor; each batch still its own commit
-            if turn.overlap_writes:
-                await _timed_apply(run, writers, write)
+            if blocking:
+                writes, error_writes, failure = await turn.run_sync(_writes, run, chunk)
             else:
-                async with turn.lock:  # the run's thread is free: offer it to the actor
-                    await _timed_apply(run, writers, write, turn.call)
+                writes, error_writes, failure = _writes(run, chunk)
+            for error_write in error_writes:  # an external sink's write errors, before the offset moves
+                await writers.apply(error_write)
+            if writes:
+                write = DatasetWrite.sequence(writes)  # one hop to the actor; each batch still its own commit
+                if turn.overlap_writes:
+                    await _timed_apply(run, writers, write)
+                else:
+                    async with turn.lock:  # the run's thread is free: offer it to the actor
+                        await _timed_apply(run, writers, write, turn.call)
+            if failure is not None:  # the batches delivered before the failing one are committed
+                raise failure
+
+
+def _writes(run: PipeRun, chunk: list[Work]) -> tuple[list[DatasetWrite], list[DatasetWrite], Exception | None]:
+    """The sink's writes of a chunk's batches up to a failing one, the error writes they owe, the failure."""
+    writes: list[DatasetWrite] = []
+    try:
+        for work in chunk:
+            writes.append(run.write(work))
+    except PipeRunError as exc:
+        return writes, run.take_error_writes(), exc
+    return writes, run.take_error_writes(), None
 
 
 def _take(batches: Iterator[Work], count: int) -> list[Work]:

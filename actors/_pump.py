@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,8 @@ from ._pipeline import Writer, run_pipeline
 from ._reprocessing import kept_record, resets
 from ._retention import LOG_RETENTION_HOURS, trim_log_write
 from ._schedule import Schedule, ScheduleError, check_rescans, next_cron_time, schedule_for
-from .components import setting
+from ._write_errors import discard_write
+from .components import ComponentError, setting
 
 __all__ = ["MODES", "SUPPORTED_OPERATIONS", "PipeActor", "PumpConflict", "PumpOperationError", "PumpState"]
 
@@ -45,7 +47,7 @@ STARTUP_WAIT = 5.0  # seconds a start waits for a pump that is starting up
 FIRST_PULL_DELAY = timedelta(seconds=1)  # a pipe pulling from a system that never ran runs this soon
 TRIM_EVERY = timedelta(hours=1)  # how often a pump trims its execution log by time (after a logged run)
 SUPPORTED_OPERATIONS = ("start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end",
-                        "start-rescan", "reset-rescan", "reset-tracking", "set-tracking-to-start")
+                        "start-rescan", "reset-rescan", "discard-retries", "reset-tracking", "set-tracking-to-start")
 _OFFSET_OPERATIONS = ("update-last-seen", "set-last-seen-to-end")
 _TRACKING_OPERATIONS = ("reset-tracking", "set-tracking-to-start")  # only pipes that track dependencies
 _NEVER = 999999999999999  # notification_granularity default: never force a noop log
@@ -564,8 +566,10 @@ class PipeActor:
                  "total_time": (ended - started).total_seconds()}
         metrics = _metrics(result)
         common = {"pipe": self.pipe_id, "sync_type": sync_type, **times,
-                  "entities_succeeded": result.processed if result is not None else 0, "entities_failed": 0,
-                  "retry_entities_exist": False, "next_interval": self.schedule.interval if self.schedule else None,
+                  "entities_succeeded": result.processed - result.write_errors if result is not None else 0,
+                  "entities_failed": result.write_errors if result is not None else 0,
+                  "retry_entities_exist": result.retry_entities_exist if result is not None else False,
+                  "next_interval": self.schedule.interval if self.schedule else None,
                   "metrics": metrics}
         failed = outcome.error is not None or (result is not None and result.stopped)
         event: dict[str, Any]
@@ -597,8 +601,12 @@ class PipeActor:
         if failed:
             event["error"] = original or reason
             event["entity_id"] = _entity_id(outcome.error, entity)
+        if result is not None and (result.write_errors or result.retried):
+            event["write_errors"] = {"failed": result.write_errors, "dead": result.dead, "retried": result.retried}
         event["time"] = times["end_time"]
-        if failed or self._should_log(result, ended):
+        read_errors = _read_errors(outcome.error, times["end_time"], outcome.traceback)
+        metrics["entities.read_errors_last_run"] = len(read_errors)
+        if failed or read_errors or self._should_log(result, ended):
             started_entity = {"_id": "pump-started", "event_type": "pump-started", "pipe": self.pipe_id,
                               "start_time": times["start_time"], "sync_type": sync_type,
                               "pump_definition": f"pump:{self.pipe_id}", "origin": origin}
@@ -608,7 +616,8 @@ class PipeActor:
             if user is not None:
                 started_entity["user"] = terminal["user"] = user
             await self._writers.apply(DatasetWrite(self.execution_dataset,
-                                                   lambda dataset: _append_run_log(dataset, started_entity, terminal)))
+                                                   lambda dataset: _append_run_log(dataset, started_entity, terminal,
+                                                                                   read_errors)))
             self.state.last_logged = times["end_time"]
             await self._trim_log(ended)
         state = self.state
@@ -648,7 +657,7 @@ class PipeActor:
         assert result is not None
         changes_only = pump.get("log_events_noop_runs_changes_only", True)
         noop = result.skipped is not None or (result.changes == 0 if changes_only else result.processed == 0)
-        if not noop or pump.get("log_events_noop_runs", False):
+        if not noop or result.write_errors or result.retried or pump.get("log_events_noop_runs", False):
             return True
         granularity = pump.get("notification_granularity", _NEVER)
         if self.state.last_logged is None or granularity >= _NEVER:
@@ -728,6 +737,16 @@ class PipeActor:
         if self._busy == "run":
             self._stop_requested = True
             log.info("pump %s: stop requested", self.pipe_id)
+
+    async def _op_discard_retries(self, params: dict[str, Any]) -> None:
+        """The pending write retries (node-spec 5.5) become non-retryable, not dead: no dead letters."""
+        self._claim("discard-retries")
+        try:
+            discarded = await self._writers.apply(discard_write(self.execution_dataset))
+        finally:
+            self._release()
+        log.info("pump %s: discarded %d pending write retries", self.pipe_id, discarded)
+        self._publish({"type": "pump-discard-retries", "pipe": self.pipe_id, "discarded": discarded})
 
     async def _op_enable(self, params: dict[str, Any]) -> None:
         await self._set_disabled(False, None)
@@ -846,15 +865,28 @@ class PipeActor:
         return {"_id": f"pump:{self.pipe_id}", "runtime": runtime}
 
 
-def _append_run_log(dataset: Any, started_entity: dict[str, Any], terminal: dict[str, Any]) -> None:
+def _append_run_log(dataset: Any, started_entity: dict[str, Any], terminal: dict[str, Any],
+                    between: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
     terminal["pump_started_location"] = dataset.next_offset  # where pump-started is appended
-    dataset.write([started_entity, terminal])
+    dataset.write([started_entity, *between, terminal])
+
+
+def _read_errors(error: BaseException | None, when: str, formatted: str | None) -> list[dict[str, Any]]:
+    """The ``read-error:<GUID>`` log entity of a run that failed reading its source (node-spec 5.7)."""
+    if not isinstance(error, PipeRunError) or not error.read_error:
+        return []
+    cause = error.__cause__
+    unreachable = isinstance(cause, ComponentError) and cause.transient and cause.status is None
+    return [{"_id": f"read-error:{uuid.uuid4()}", "event_type": "read-error", "error_code": 0 if unreachable else 1,
+             "event_time": when, "original_error_message": str(cause if cause is not None else error),
+             "traceback": formatted, "original_traceback": formatted}]
 
 
 def _metrics(result: RunResult | None) -> dict[str, Any]:
     if result is None:
         return {"entities.changes_last_run": 0, "entities.entities_last_run": 0}
     return {"entities.changes_last_run": result.changes, "entities.entities_last_run": result.processed,
+            "entities.write_errors_last_run": result.write_errors,
             "entities.source_time": result.source_time, "entities.transform_time": result.transform_time,
             "entities.sink_time": result.sink_time}
 

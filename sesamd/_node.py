@@ -63,8 +63,8 @@ class Engine:
 
     ``build_runner(config, datasets, metadata)`` compiles a pipe (raising one of ``config_errors`` naming
     the path); ``make_actor(pipe_id, runner, node)`` returns its pipe actor: ``run(mailbox)``, ``async
-    operate(op, params)``, ``pump_json()`` and ``wake()``. A runner may have ``load_write()`` (a write to
-    apply when the pipe is loaded, or None) and ``signalling`` (whether dataset commits wake it; default true).
+    operate(op, params)``, ``pump_json()`` and ``wake()``. A runner may have ``load_writes()`` (writes to
+    apply when the pipe is loaded) and ``signalling`` (whether dataset commits wake it; default true).
     """
 
     make_datasets: Callable[[storage.DataDir], Any]
@@ -396,15 +396,15 @@ class Node:
                                  "removed": list(change.removed), "changed": list(change.changed)})
 
     async def _load_pipe(self, state: PipeState) -> None:
-        """Apply the write a pipe asks for when it is loaded or configured (``set_initial_offset: onload``)."""
-        load_write = getattr(state.runner, "load_write", None) if state.is_valid else None
-        write = load_write() if load_write is not None else None
-        if write is None:
-            return
-        try:
-            await self.writers.apply(write)
-        except Exception as exc:  # the pipe still starts; its sink is just not marked populated
-            log.error("pipe %s: applying its load write to dataset %s failed: %s", state.id, write.dataset, exc)
+        """Apply the writes a pipe asks for when it is loaded or configured (``set_initial_offset: onload``,
+        its dead-letter dataset)."""
+        load_writes = getattr(state.runner, "load_writes", None) if state.is_valid else None
+        for write in load_writes() if load_writes is not None else ():
+            try:
+                await self.writers.apply(write)
+            except Exception as exc:  # the pipe still starts; its sink is just not marked populated
+                log.error("pipe %s: applying its load write to dataset %s failed: %s", state.id, write.dataset,
+                          exc)
 
     def _start_pipe(self, state: PipeState) -> None:
         if not state.is_valid or self._supervisor is None:

@@ -223,11 +223,12 @@ def load_state(datasets: Datasets, name: str, key: str) -> dict[str, Any]:
     return {} if dataset is None else dataset.get_offset(key, {}) or {}
 
 
-def state_write(name: str, key: str, state: dict[str, Any]) -> DatasetWrite:
-    """The write that commits a pipe's ``state`` under ``key`` in dataset ``name`` (no data; returns 0)."""
+def state_write(name: str, key: str, state: dict[str, Any], changes: int = 0) -> DatasetWrite:
+    """The write that commits a pipe's ``state`` under ``key`` in dataset ``name`` (no data); it returns
+    ``changes`` (an external sink: the entities it delivered with the state)."""
 
     def save(dataset: storage.Dataset) -> int:
         dataset.write([], offset_key=key, offset=state)
-        return 0
+        return changes
 
     return DatasetWrite(name, save)

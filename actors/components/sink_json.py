@@ -72,7 +72,7 @@ class JsonSink(Sink):
         sequence = full_run if isinstance(full_run, _Sequence) else self._sequence()
         if batch:
             self._post(sequence, batch)
-        return self.save_state(state)
+        return state_write(self.state_dataset, self.state_key, state, changes=len(batch))
 
     def end_full_run(self, run: Any, *, state: dict[str, Any], if_empty: str) -> DatasetWrite:
         if not isinstance(run, _Sequence):

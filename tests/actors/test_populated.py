@@ -168,15 +168,15 @@ def test_initially_is_part_of_the_start_write_which_the_run_never_applies(datase
 def test_onload_is_a_write_the_runner_returns(datasets: Datasets) -> None:
     onload = build_runner(copy_of({"type": "embedded", "entities": []},
                                   sink={"type": "dataset", "set_initial_offset": "onload"}), datasets)
-    write = onload.load_write()
-    assert write is not None and write.dataset == "out" and not datasets.exists("out")
+    [write] = onload.load_writes()
+    assert write.dataset == "out" and not datasets.exists("out")
     assert onload.sink_populated() is False
     datasets.apply(write)
     assert datasets.open("out").populated and onload.sink_populated() is True
     for policy in ("if-source-populated", "always", "never", "initially"):
         other = build_runner(copy_of({"type": "embedded", "entities": []}, "x",
                                      sink={"type": "dataset", "set_initial_offset": policy}), datasets)
-        assert other.load_write() is None
+        assert other.load_writes() == []
     assert build_runner(copy_of({"type": "embedded", "entities": []}, "n", sink={"type": "null"}),
                         datasets).sink_populated() is True
 
@@ -185,8 +185,8 @@ def test_a_conditional_sink_passes_its_alternatives_policy_on(datasets: Datasets
     runner = build_runner(copy_of({"type": "embedded", "entities": []}, sink={
         "type": "conditional", "condition": "x", "alternatives": {
             "x": {"type": "dataset", "dataset": "target", "set_initial_offset": "onload"}}}), datasets)
-    write = runner.load_write()
-    assert write is not None and write.dataset == "target"
+    [write] = runner.load_writes()
+    assert write.dataset == "target"
 
 
 async def test_supervised_writers_apply_the_start_write(datasets: Datasets) -> None:

@@ -476,7 +476,7 @@ async def test_unsupported_operation(node: Node, autojump_clock: trio.testing.Mo
         await actor.operate("rename-relation", {"relation": "x"})
     assert actor.pump_json()["runtime"]["supported-operations"] == [
         "start", "stop", "enable", "disable", "update-last-seen", "set-last-seen-to-end", "start-rescan",
-        "reset-rescan"]
+        "reset-rescan", "discard-retries"]
 
 
 # -- events, the execution log, state ------------------------------------------------------------------------------
@@ -495,7 +495,8 @@ async def test_a_run_emits_events_and_writes_the_execution_log(
     assert completed["processed"] == 3 and completed["changes"] == 2 and completed["sync_type"] == "full"
     assert completed["metrics"] == {"entities.changes_last_run": 2, "entities.entities_last_run": 3,
                                     "entities.source_time": 0.25, "entities.transform_time": 0.5,
-                                    "entities.sink_time": 0.125}
+                                    "entities.sink_time": 0.125, "entities.write_errors_last_run": 0,
+                                    "entities.read_errors_last_run": 0}
     await actor.run_once()
     log = node.log()
     assert [e["_id"] for e in log] == ["pump-started", "pump-completed"] * 2  # versions of fixed ids
