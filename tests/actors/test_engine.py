@@ -164,3 +164,20 @@ def test_config_errors_name_the_pipe_and_the_path(datasets: Datasets, config: di
     with pytest.raises(ConfigError) as caught:
         build_runner(config, datasets)
     assert message in str(caught.value)
+
+
+def test_a_hop_into_a_dataset_that_does_not_exist_reads_as_empty(datasets: Datasets) -> None:
+    build_runner(embedded("customers", CUSTOMERS), datasets).run()
+    pipe = build_runner({**CUSTOMERS_WITH_ORDERS, "transform": {"type": "dtl", "rules": {"default": [
+        ["copy", "_id"],
+        ["add", "orders", ["hops", {"datasets": ["no-such-orders o"], "where": [["eq", "_S._id", "o.customer_id"]]}]],
+        ["add", "order_count", ["count", "_T.orders"]],
+    ]}}}, datasets)
+    result = pipe.run()
+    assert (result.processed, result.changes) == (3, 3) and not datasets.exists("no-such-orders")
+    assert {e["_id"]: (e["orders"], e["order_count"]) for e in latest(datasets, "customers-with-orders").values()
+            } == {"1": ([], 0), "2": ([], 0), "3": ([], 0)}
+    build_runner(embedded("no-such-orders", ORDERS), datasets).run()  # it appears: dependency tracking sees it
+    again = pipe.run()
+    assert again.dependencies == 2
+    assert latest(datasets, "customers-with-orders")["1"]["order_count"] == 2
