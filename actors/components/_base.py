@@ -7,7 +7,7 @@ JSON Schema that validates (and documents) its config; see :mod:`actors.componen
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ import storage
 from .._datasets import Datasets, DatasetWrite
 from ._registry import ConfigError
 
-__all__ = ["CONTINUATION_FLAGS", "BuildContext", "Sink", "Source", "Transform", "global_defaults",
+__all__ = ["CONTINUATION_FLAGS", "BuildContext", "Sink", "Source", "Transform", "global_defaults", "in_batches",
            "load_state", "setting", "state_write"]
 
 CONTINUATION_FLAGS = ("supports_since", "is_since_comparable", "is_chronological")
@@ -215,6 +215,18 @@ class Sink:
     def finish(self, *, populated: bool) -> DatasetWrite | None:
         """The write to make after a successful run, if any."""
         return None
+
+
+def in_batches(entities: Iterable[dict[str, Any]], batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The entities in lists of ``batch_size`` (the last one shorter), as a source's ``read`` yields them."""
+    batch: list[dict[str, Any]] = []
+    for entity in entities:
+        batch.append(entity)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def load_state(datasets: Datasets, name: str, key: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from urllib.request import url2pathname
 
 import httpx
 
-from ._base import CONTINUATION_FLAGS, BuildContext, Source
+from ._base import CONTINUATION_FLAGS, BuildContext, Source, in_batches
 from ._errors import TerminalError, TransientError
 from ._http import RetryPolicy, SystemLink, send
 from ._registry import ConfigError, component
@@ -129,14 +129,7 @@ class CsvSource(Source):
         self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "max_read_retries", "read_retry_delay")
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-        batch: list[dict[str, Any]] = []
-        for entity in self._entities():
-            batch.append(entity)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        return in_batches(self._entities(), batch_size)
 
     # -- parsing -----------------------------------------------------------------------------------------
 
