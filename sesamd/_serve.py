@@ -209,6 +209,10 @@ async def _start_server(nursery: trio.Nursery, app: Any, config: hypercorn.confi
                         host: str, port: int) -> list[str]:
     import hypercorn.trio
 
+    from ._hypercorn_guard import install
+
+    install()
+
     async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await hypercorn.trio.serve(app, config, shutdown_trigger=trigger, task_status=task_status)
 
