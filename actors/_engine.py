@@ -228,6 +228,10 @@ class PipeRunner:
             return False
         return global_defaults(self.metadata).get("use_signalling_internally") is not False
 
+    def source_end(self) -> int | None:
+        """The end offset of a dataset source (a run's progress is its position against it), else None."""
+        return self.source.end_offset() if self.source.dataset_source is not None else None
+
     def sink_populated(self) -> bool:
         """Whether the sink dataset is populated (true for a sink without a dataset)."""
         name = self.sink_dataset

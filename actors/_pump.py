@@ -33,7 +33,7 @@ from ._engine import PipeRunError, RunResult
 from ._events import EventBus, iso_time
 from ._pipeline import Writer, run_pipeline
 from ._reprocessing import kept_record, resets
-from ._retention import LOG_RETENTION_HOURS, trim_log_write
+from ._retention import trim_log_write
 from ._schedule import Schedule, ScheduleError, check_rescans, next_cron_time, schedule_for
 from ._write_errors import discard_write
 from .components import ComponentError, setting
@@ -67,15 +67,26 @@ class PumpOperationError(Exception):
 
 
 class Runner(Protocol):
-    """What the pump needs of :class:`~actors.PipeRunner` (synchronous; called from worker threads). For
-    ``run_at_startup_if_not_populated`` it also uses ``metadata`` and ``sink_populated()`` when present."""
+    """What the pump needs of :class:`~actors.PipeRunner` (synchronous; called from worker threads); the
+    doubles derive from :class:`actors.testing.RunnerDouble`."""
 
     pipe_id: str
     config: dict[str, Any]
+    metadata: Any
+    pumped: bool
+    source_config: dict[str, Any]
+    tracked_datasets: Any
+    log_retention_hours: Any
+    reprocessing_policy: str
 
     def get_offset(self) -> Any: ...
     def offset_write(self, value: Any) -> DatasetWrite: ...
     def end_offset_write(self) -> DatasetWrite: ...
+    def sink_populated(self) -> bool: ...
+    def sync_record(self) -> dict[str, Any] | None: ...
+    def out_of_sync(self, recorded: Any, now: Any) -> list[dict[str, Any]]: ...
+    def queues(self) -> dict[str, Any]: ...
+    def source_end(self) -> int | None: ...
 
 
 class Driver(Protocol):
@@ -193,7 +204,7 @@ class PipeActor:
         self.config_errors = list(config_errors or [])
         self.schedule: Schedule | None = None
         try:
-            self.schedule = schedule_for(runner.config) if getattr(runner, "pumped", True) else None
+            self.schedule = schedule_for(runner.config) if runner.pumped else None
             check_rescans(self._pump_config)
         except ScheduleError as exc:
             self.config_errors.append({"elements": "pump", "level": "error", "msg": str(exc)})
@@ -299,7 +310,7 @@ class PipeActor:
         return computed
 
     def _pulls_from_a_system(self) -> bool:
-        source = getattr(self.runner, "source_config", None)
+        source = self.runner.source_config
         return isinstance(source, dict) and isinstance(source.get("system"), str)
 
     def _set_next_run(self, moment: datetime | None) -> None:
@@ -353,15 +364,14 @@ class PipeActor:
         return bool(self._pump_config.get("run_at_startup")) or self._startup_if_not_populated()
 
     def _startup_if_not_populated(self) -> bool:
-        metadata = getattr(self.runner, "metadata", None) or {}
+        metadata = self.runner.metadata or {}
         return setting(self._pump_config, metadata, "run_at_startup_if_not_populated", False) is True
 
     async def _startup_run_due(self) -> bool:
         """Whether to run at node start: always with ``run_at_startup``, else when the sink is unpopulated."""
         if self._pump_config.get("run_at_startup"):
             return True
-        populated = getattr(self.runner, "sink_populated", None)
-        return populated is not None and not await trio.to_thread.run_sync(populated)
+        return not await trio.to_thread.run_sync(self.runner.sink_populated)
 
     def _rescan_time(self) -> datetime | None:
         """When ``rescan_cron_expression`` next asks for a rescan (None without one)."""
@@ -445,12 +455,10 @@ class PipeActor:
         """Automatic reprocessing (node-spec 4.8): compare the pipe with its last good run; with the
         ``automatic`` policy an out-of-sync pipe runs full (a reset)."""
         runner = self.runner
-        if not hasattr(runner, "sync_record"):  # a runner double
-            return _SyncCheck(kind)
 
-        def check() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        def check() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
             now = runner.sync_record()
-            return now, runner.out_of_sync(self.state.sync_record, now)
+            return now, runner.out_of_sync(self.state.sync_record, now) if now is not None else []
 
         try:
             now, reasons = await trio.to_thread.run_sync(check)
@@ -545,11 +553,10 @@ class PipeActor:
                 "eta_seconds": self._eta(current.get("run"), elapsed) if current else None}
 
     def _eta(self, run: Any, elapsed: float) -> float | None:
-        source = getattr(self.runner, "source", None)
-        position = getattr(run, "position", None)
-        if source is None or getattr(source, "dataset_source", None) is None or type(position) is not int:
+        position = run.position if run is not None else None
+        if type(position) is not int:
             return None
-        end = source.end_offset()
+        end = self.runner.source_end()
         if type(end) is not int:
             return None
         if position >= end:
@@ -636,7 +643,7 @@ class PipeActor:
 
     async def _trim_log(self, now: datetime) -> None:
         """Trim the execution log by time (:mod:`actors._retention`), at most once per ``TRIM_EVERY``."""
-        hours = getattr(self.runner, "log_retention_hours", LOG_RETENTION_HOURS)
+        hours = self.runner.log_retention_hours
         if self._trimmed is not None and now - self._trimmed < TRIM_EVERY:
             return
         self._trimmed = now
@@ -686,7 +693,7 @@ class PipeActor:
 
     def supported_operations(self) -> list[str]:
         blocked = _OFFSET_OPERATIONS if self.runner.config.get("disable_set_last_seen") else ()
-        if not getattr(self.runner, "tracked_datasets", None):
+        if not self.runner.tracked_datasets:
             blocked += _TRACKING_OPERATIONS
         return [op for op in SUPPORTED_OPERATIONS if op not in blocked]
 
@@ -832,9 +839,8 @@ class PipeActor:
             last_seen = _offset_text(self.runner.get_offset())
         except Exception:
             last_seen = None
-        queues_of = getattr(self.runner, "queues", None)
         try:
-            queues = queues_of() if queues_of is not None else {"source": 0, "dependencies": {}}
+            queues = self.runner.queues()
         except Exception:
             queues = {"source": 0, "dependencies": {}}
         schedule = self.schedule.describe() if self.schedule else {"schedule_interval": None, "cron_expression": None}

@@ -9,13 +9,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import trio
 import trio.testing
 
-__all__ = ["Answer", "EventLog", "RecordingActor", "ScriptedCrashActor", "WebRequest", "WebServer",
+from ._retention import LOG_RETENTION_HOURS
+
+__all__ = ["Answer", "EventLog", "RecordingActor", "RunnerDouble", "ScriptedCrashActor", "WebRequest", "WebServer",
            "autojump_unless_threads_run", "run_in_thread", "thread_aware_mock_clock"]
 
 
@@ -77,6 +80,47 @@ class EventLog(list[tuple[str, dict[str, Any]]]):
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self]
+
+
+class RunnerDouble:
+    """A base for :class:`~actors.PipeRunner` doubles: everything the pump and the node ask of a runner, with
+    the answers of a plain pipe (no metadata, no hops, signalling, a populated sink, nothing to reprocess, no
+    known end of its source), so production code never needs fallbacks for doubles. Subclasses set
+    ``pipe_id`` and ``config`` and implement what their test drives (``run``, offsets)."""
+
+    pipe_id: str = "p"
+    config: dict[str, Any]  # each double's own
+    metadata: Mapping[str, Any] = MappingProxyType({})
+    pumped = True
+    signalling = True
+    source_datasets: tuple[str, ...] | list[str] = ()
+    tracked_datasets: tuple[str, ...] | list[str] = ()
+    sink_dataset: str | None = None
+    log_retention_hours = LOG_RETENTION_HOURS
+    reprocessing_policy = "continue"
+
+    @property
+    def source_config(self) -> dict[str, Any]:
+        return self.config.get("source") or {}
+
+    def sink_populated(self) -> bool:
+        return True
+
+    def sync_record(self) -> dict[str, Any] | None:
+        """None: no record, so no out-of-sync check (the real runner records its config and inputs)."""
+        return None
+
+    def out_of_sync(self, recorded: Any, now: Any) -> list[dict[str, Any]]:
+        return []
+
+    def load_writes(self) -> list[Any]:
+        return []
+
+    def queues(self) -> dict[str, Any]:
+        return {"source": 0, "dependencies": {}}
+
+    def source_end(self) -> int | None:
+        return None
 
 
 async def run_in_thread(runner: Any, *, kind: str, writers: Any, should_stop: Callable[[], bool],

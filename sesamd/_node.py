@@ -369,7 +369,7 @@ class Node:
             state.runner = await trio.to_thread.run_sync(build, config, self.datasets, metadata)
         except self.engine.config_errors as exc:
             return [_pipe_error(state.id, where, str(exc), getattr(exc, "where", ""))]
-        effective = getattr(state.runner, "config", None)
+        effective = state.runner.config
         if isinstance(effective, dict) and not secret_names(state.original):
             state.effective = effective
         return []
@@ -385,7 +385,7 @@ class Node:
         await self.systems.switch(self._supervisor)  # after the pipes that used changed systems stopped
         self.pipes = pipes
         self._writer_of = {sink: s.id for s in pipes.values() if s.runner is not None
-                           and isinstance(sink := getattr(s.runner, "sink_dataset", None), str)}
+                           and isinstance(sink := s.runner.sink_dataset, str)}
         for pipe_id in change.added + change.changed:
             await self._load_pipe(pipes[pipe_id])
             self._start_pipe(pipes[pipe_id])
@@ -398,8 +398,7 @@ class Node:
     async def _load_pipe(self, state: PipeState) -> None:
         """Apply the writes a pipe asks for when it is loaded or configured (``set_initial_offset: onload``,
         its dead-letter dataset)."""
-        load_writes = getattr(state.runner, "load_writes", None) if state.is_valid else None
-        for write in load_writes() if load_writes is not None else ():
+        for write in state.runner.load_writes() if state.is_valid else ():
             try:
                 await self.writers.apply(write)
             except Exception as exc:  # the pipe still starts; its sink is just not marked populated
@@ -473,7 +472,7 @@ class Node:
             runner = state.runner
             if runner is None or state.actor is None:
                 continue
-            if dataset in runner.source_datasets or dataset in getattr(runner, "tracked_datasets", ()):
+            if dataset in runner.source_datasets or dataset in runner.tracked_datasets:
                 found.append(state)
         return found
 
@@ -490,7 +489,7 @@ class Node:
         if not self.accepting_runs:
             return
         for state in self._dependents(dataset):
-            if state.runner.sink_dataset != dataset and getattr(state.runner, "signalling", True):
+            if state.runner.sink_dataset != dataset and state.runner.signalling:
                 state.actor.wake()  # (never a pipe with its own output)
 
     async def stop_runs(self, grace: float = 30.0) -> None:
@@ -508,15 +507,11 @@ class Node:
     async def _stop_actor_run(actor: Any) -> None:
         if _is_running(actor):
             await actor.operate("stop", {})
-        wait_idle = getattr(actor, "wait_idle", None)
-        if wait_idle is not None:
-            await wait_idle()
+        await actor.wait_idle()
 
     def close(self) -> None:
         """Close datasets and the node store (after every task using them has ended)."""
-        close_events = getattr(self.events, "close", None)
-        if close_events is not None:
-            close_events()
+        self.events.close()
         self.datasets.close_all()
         self.store.close()
 

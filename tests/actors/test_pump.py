@@ -17,7 +17,7 @@ import storage
 from actors import ConfigError, Datasets, DatasetWrite, PipeRunError, RunResult, Supervisor, run_pipeline
 from actors._events import EventBus, Subscription, iso_time
 from actors._pump import PipeActor, PumpConflict, PumpOperationError
-from actors.testing import EventLog, run_in_thread, thread_aware_mock_clock
+from actors.testing import EventLog, RunnerDouble, run_in_thread, thread_aware_mock_clock
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday, 00:00 UTC
 
@@ -34,7 +34,7 @@ def mock_wall_clock() -> datetime:
     return EPOCH + timedelta(seconds=trio.current_time())
 
 
-class FakeRunner:
+class FakeRunner(RunnerDouble):
     """A PipeRunner double: counts runs, keeps an int offset, can fail, block until stopped, or be slow."""
 
     def __init__(self, pipe_id: str = "p", *, source: str = "dataset", changes: int = 2, processed: int = 3,
@@ -75,9 +75,6 @@ class FakeRunner:
 
     def end_offset_write(self) -> DatasetWrite:
         return self.offset_write(self.end)
-
-    def queues(self) -> dict[str, Any]:
-        return {"source": 0, "dependencies": {}}
 
 
 class Node:

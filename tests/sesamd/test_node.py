@@ -9,6 +9,7 @@ import trio
 
 from actors import DatasetWrite, _datasets, _events
 from actors.components import ConfigError
+from actors.testing import RunnerDouble
 from sesamd._config import (
     ConfigValidationError,
     SubstitutionError,
@@ -22,7 +23,7 @@ from sesamd._config import (
 from sesamd._node import Engine, open_node
 
 
-class FakeRunner:
+class FakeRunner(RunnerDouble):
     """Stands in for PipeRunner: ``"bad": "<path>"`` in the config fails the build at that path."""
 
     def __init__(self, config: dict[str, Any]) -> None:
