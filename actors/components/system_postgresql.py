@@ -15,11 +15,13 @@ __all__ = ["PostgresqlSystem"]
     "sslmode": {"enum": ["disable", "allow", "prefer", "require"]},
 }})
 class PostgresqlSystem(SqlSystem):
-    """A PostgreSQL server; ``sslmode`` is libpq's (default ``prefer``)."""
+    """A PostgreSQL server; ``sslmode`` is libpq's (default ``prefer``). Sessions use the system's
+    ``timezone`` as their ``TimeZone``, so naive timestamps and ``timestamp with time zone`` agree."""
 
     drivername = "postgresql+psycopg"
     defaults: ClassVar[dict[str, Any]] = {**SqlSystem.defaults, "port": 5432, "sslmode": "prefer"}
 
     def connect_args(self) -> dict[str, Any]:
         return {"sslmode": self.setting("sslmode"),
-                "connect_timeout": max(1, int(seconds(self.setting("pool_timeout"))))}
+                "connect_timeout": max(1, int(seconds(self.setting("pool_timeout")))),
+                "options": f"-c TimeZone={self.timezone.key}"}
