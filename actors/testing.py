@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
@@ -18,8 +20,9 @@ import trio.testing
 
 from ._retention import LOG_RETENTION_HOURS
 
-__all__ = ["Answer", "EventLog", "RecordingActor", "RunnerDouble", "ScriptedCrashActor", "WebRequest", "WebServer",
-           "autojump_unless_threads_run", "run_in_thread", "thread_aware_mock_clock"]
+__all__ = ["SQL_DIALECTS", "Answer", "EventLog", "RecordingActor", "RunnerDouble", "ScratchDatabase",
+           "ScriptedCrashActor", "WebRequest", "WebServer", "autojump_unless_threads_run", "run_in_thread",
+           "scratch_database", "thread_aware_mock_clock"]
 
 
 def autojump_unless_threads_run(clock: trio.testing.MockClock) -> trio.testing.MockClock:
@@ -275,3 +278,81 @@ def _handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+# -- scratch SQL databases for SQL components ------------------------------------------------------------
+
+SQL_DIALECTS = ("postgresql", "mysql", "sqlite")
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # this machine's loopback servers
+MARIA_ADMIN = "mysql+pymysql://root:@127.0.0.1:3306/test"
+
+
+class ScratchDatabase:
+    """A database made for one test (see :func:`scratch_database`): the config of a system ``db`` on it,
+    a way to run SQL in it (autocommitted) and to open that system."""
+
+    def __init__(self, dialect: str, system: dict[str, Any], url: Any) -> None:
+        import sqlalchemy
+
+        self.dialect = dialect
+        self.system_config = system
+        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+        self.opened: list[Any] = []
+
+    def run(self, *statements: str, **params: Any) -> None:
+        import sqlalchemy
+
+        with self.engine.begin() as connection:
+            for statement in statements:
+                connection.execute(sqlalchemy.text(statement), params)
+
+    def rows(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
+        import sqlalchemy
+
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(sqlalchemy.text(query), params)]
+
+    def system(self, **extra: Any) -> Any:
+        """The SQL system, built and opened (closed when the scratch database goes)."""
+        from .components import build_system
+
+        system = build_system({**self.system_config, **extra})
+        trio.run(system.open)
+        self.opened.append(system)
+        return system
+
+
+@contextmanager
+def scratch_database(dialect: str, directory: Any) -> Iterator[ScratchDatabase]:
+    """A new database on the loopback PostgreSQL or MariaDB server (dropped afterwards), or a SQLite file
+    in ``directory``."""
+    import sqlalchemy
+
+    name = f"sesamd_test_{uuid.uuid4().hex[:12]}"
+    admin = None
+    if dialect == "sqlite":
+        path = f"{directory}/{name}.sqlite"
+        db = ScratchDatabase(dialect, {"_id": "db", "type": "system:sqlite", "database": path}, f"sqlite:///{path}")
+    else:
+        admin_url = PG_ADMIN if dialect == "postgresql" else MARIA_ADMIN
+        admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+        if dialect == "postgresql":
+            system = {"_id": "db", "type": "system:postgresql", "host": "127.0.0.1", "database": name,
+                      "username": "postgres", "pool_size": 2}
+        else:
+            system = {"_id": "db", "type": "system:mysql", "host": "127.0.0.1", "database": name,
+                      "username": "root", "password": "", "pool_size": 2}
+        db = ScratchDatabase(dialect, system, sqlalchemy.make_url(admin_url).set(database=name))
+    try:
+        yield db
+    finally:
+        for opened in db.opened:
+            trio.run(opened.close)
+        db.engine.dispose()
+        if admin is not None:
+            with admin.connect() as connection:
+                force = " WITH (FORCE)" if dialect == "postgresql" else ""
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+            admin.dispose()

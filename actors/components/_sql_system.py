@@ -9,16 +9,20 @@ Each dialect is a small module (``system_postgresql``, ``system_mysql``, ``syste
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy
 import trio
 
+from ._errors import TerminalError, TransientError
 from ._registry import ConfigError
 from ._system_base import SECONDS, System, entity_path, seconds
 
-__all__ = ["POOL_PROPERTIES", "SERVER_PROPERTIES", "SqlSystem"]
+__all__ = ["POOL_PROPERTIES", "SERVER_PROPERTIES", "SqlSystem", "driver_message"]
+
+OPEN_WAIT = 10.0  # seconds a read or write waits for its system to open (at most the system's pool_timeout)
 
 POOL_PROPERTIES: dict[str, Any] = {
     "timezone": {"type": "string", "minLength": 1},
@@ -77,6 +81,36 @@ class SqlSystem(System):
         return sqlalchemy.create_engine(self.database_url(), connect_args=self.connect_args(),
                                         **self.engine_options())
 
+    @property
+    def dialect(self) -> str:
+        """SQLAlchemy's dialect name: ``postgresql``, ``mysql`` or ``sqlite``."""
+        return self.drivername.split("+")[0]
+
+    def describe(self) -> str:
+        """``system 'pg' (postgresql at 127.0.0.1:5432/test)``, for messages (never the password)."""
+        url = self.database_url()
+        if self.dialect == "sqlite":
+            return f"system '{self.id}' (sqlite {url.database})"
+        return f"system '{self.id}' ({self.dialect} at {url.host}:{url.port}/{url.database})"
+
+    def ready_engine(self) -> sqlalchemy.Engine:
+        """The engine, once the system is open (called from worker threads: a pipe may run just after the
+        config that made the system, so this waits for it as for a connection, up to ``pool_timeout`` and
+        at most 10 s). A missing driver is a TerminalError, a system still not open a TransientError."""
+        engine = self.engine
+        if engine is not None:
+            return engine
+        try:
+            self.database_url().get_dialect().import_dbapi()
+        except ImportError as exc:
+            raise TerminalError(f"{self.describe()}: the database driver is not installed ({exc})") from None
+        deadline = time.monotonic() + min(OPEN_WAIT, seconds(self.setting("pool_timeout")))
+        while (engine := self.engine) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if engine is None:
+            raise TransientError(f"{self.describe()}: the system is not open (it is starting, or failed to open)")
+        return engine
+
     async def open(self) -> None:
         self.engine = await trio.to_thread.run_sync(self.create_engine)
         await super().open()
@@ -90,9 +124,18 @@ class SqlSystem(System):
             await super().close()
 
     def status(self) -> dict[str, Any]:
-        status = {**super().status(), "dialect": self.drivername.split("+")[0], "timezone": str(self.timezone)}
+        status = {**super().status(), "dialect": self.dialect, "timezone": str(self.timezone)}
         pool = self.engine.pool if self.engine is not None else None
         if isinstance(pool, sqlalchemy.QueuePool):
             status["pool"] = {"size": pool.size(), "checked-out": pool.checkedout(), "checked-in": pool.checkedin(),
                               "overflow": pool.overflow()}
         return status
+
+
+def driver_message(exc: sqlalchemy.exc.DBAPIError) -> str:
+    """The driver's message, without SQLAlchemy's statement and background link."""
+    original = exc.orig if exc.orig is not None else exc
+    args = getattr(original, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):  # PyMySQL: (code, message)
+        return f"({args[0]}) {args[1]}"
+    return " ".join(str(original).split()) or type(original).__name__

@@ -56,7 +56,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -67,8 +66,7 @@ from . import _sql_types as types
 from ._base import BuildContext, Source
 from ._errors import TerminalError, TransientError
 from ._registry import ConfigError, component
-from ._sql_system import SqlSystem
-from ._system_base import seconds
+from ._sql_system import SqlSystem, driver_message
 
 __all__ = ["SqlSource"]
 
@@ -80,7 +78,6 @@ COLUMNS = {"type": "array", "items": {"type": "string"}}
 SQL_TEXT = {"anyOf": [{"type": "string", "minLength": 1},
                       {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
 WRAPPED = "sesamd_query"
-OPEN_WAIT = 10.0  # seconds a read waits for its system to open (at most the system's pool_timeout)
 
 
 @component("source", "sql", {
@@ -154,14 +151,14 @@ class SqlSource(Source):
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:
         system, engine = self._engine()
-        what = _describe(system)
+        what = system.describe()
         dialect = engine.dialect.name
         try:
             connection = engine.connect()
         except sqlalchemy.exc.TimeoutError as exc:
             raise TransientError(f"{what}: no free connection in the pool ({exc})") from None
         except sqlalchemy.exc.DBAPIError as exc:
-            raise TransientError(f"{what}: cannot connect: {_message(exc)}") from None
+            raise TransientError(f"{what}: cannot connect: {driver_message(exc)}") from None
         finished = stopped = False
         try:
             with connection:
@@ -179,7 +176,7 @@ class SqlSource(Source):
                     raise TerminalError(f"{what}: table {self._table_name()!r} does not exist") from None
                 except sqlalchemy.exc.DBAPIError as exc:
                     kind = TransientError if exc.connection_invalidated else TerminalError
-                    raise kind(f"{what}: {_message(exc)}") from None
+                    raise kind(f"{what}: {driver_message(exc)}") from None
                 except sqlalchemy.exc.SQLAlchemyError as exc:
                     raise TerminalError(f"{what}: {exc}") from None
                 finally:
@@ -187,27 +184,15 @@ class SqlSource(Source):
                         _drop_mysql_connection(connection)
         except sqlalchemy.exc.DBAPIError as exc:  # from returning the connection to the pool
             if not (finished or stopped):
-                raise TransientError(f"{what}: {_message(exc)}") from None
-            log.warning("%s: releasing the connection failed: %s", what, _message(exc))
+                raise TransientError(f"{what}: {driver_message(exc)}") from None
+            log.warning("%s: releasing the connection failed: %s", what, driver_message(exc))
 
     def _engine(self) -> tuple[SqlSystem, sqlalchemy.Engine]:
         system = self.context.systems.get(self.system_id)
         if system is None:
             raise TerminalError(f"system '{self.system_id}' is not in the config (or its config is invalid)")
-        engine = system.engine
-        if engine is None:
-            try:
-                system.database_url().get_dialect().import_dbapi()
-            except ImportError as exc:
-                raise TerminalError(f"{_describe(system)}: the database driver is not installed ({exc})") from None
-            # a pipe may run just after the config that made the system: wait for it as for a connection
-            deadline = time.monotonic() + min(OPEN_WAIT, seconds(system.setting("pool_timeout")))
-            while (engine := system.engine) is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if engine is None:
-                raise TransientError(f"{_describe(system)}: the system is not open (it is starting, or failed to "
-                                     "open)")
-        return system, engine
+        assert isinstance(system, SqlSystem)
+        return system, system.ready_engine()
 
     def _begin(self, connection: sqlalchemy.Connection, dialect: str) -> Callable[[], None]:
         """Start the read-only transaction; returns what undoes the connection settings made for it."""
@@ -406,21 +391,3 @@ def _check_binds(sql: str, allowed: set[str], where: str) -> None:
     if names - allowed:
         raise ConfigError(f"the query has bind parameter(s) {', '.join(':' + n for n in sorted(names - allowed))}; "
                           "write \\: for a literal colon", where=where)
-
-
-def _describe(system: SqlSystem) -> str:
-    """``system 'pg' (postgresql at 127.0.0.1:5432/test)``, for messages (never the password)."""
-    url = system.database_url()
-    dialect = system.drivername.split("+")[0]
-    if dialect == "sqlite":
-        return f"system '{system.id}' (sqlite {url.database})"
-    return f"system '{system.id}' ({dialect} at {url.host}:{url.port}/{url.database})"
-
-
-def _message(exc: sqlalchemy.exc.DBAPIError) -> str:
-    """The driver's message, without SQLAlchemy's statement and background link."""
-    original = exc.orig if exc.orig is not None else exc
-    args = getattr(original, "args", ())
-    if len(args) == 2 and isinstance(args[0], int):  # PyMySQL: (code, message)
-        return f"({args[0]}) {args[1]}"
-    return " ".join(str(original).split()) or type(original).__name__

@@ -10,103 +10,18 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-import sqlalchemy
 import trio
 
 import storage
 from actors import ConfigError, Datasets, build_runner
 from actors.components import BuildContext, TerminalError, TransientError, build_system, lookup
 from actors.components.source_sql import SqlSource
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-MARIA_ADMIN = "mysql+pymysql://root:@127.0.0.1:3306/test"
-DIALECTS = ["postgresql", "mysql", "sqlite"]
-
-
-class Db:
-    """A scratch database: its system config and a way to run SQL in it (autocommitted)."""
-
-    def __init__(self, dialect: str, system: dict[str, Any], url: sqlalchemy.URL | str) -> None:
-        self.dialect = dialect
-        self.system_config = system
-        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
-        self.opened: list[Any] = []
-
-    def run(self, *statements: str, **params: Any) -> None:
-        with self.engine.begin() as connection:
-            for statement in statements:
-                connection.execute(sqlalchemy.text(statement), params)
-
-    def system(self, **extra: Any) -> Any:
-        """The SQL system, built and opened (closed by the fixture)."""
-        system = build_system({**self.system_config, **extra})
-        trio.run(system.open)
-        self.opened.append(system)
-        return system
-
-
-@pytest.fixture(params=DIALECTS)
-def db(request: Any, tmp_path: Path) -> Iterator[Db]:
-    yield from scratch(request.param, tmp_path)
-
-
-@pytest.fixture(params=[d for d in DIALECTS if d != "sqlite"])
-def server_db(request: Any, tmp_path: Path) -> Iterator[Db]:
-    """A database server (SQLite has no schemas but attached databases)."""
-    yield from scratch(request.param, tmp_path)
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> Iterator[Db]:
-    yield from scratch("postgresql", tmp_path)
-
-
-@pytest.fixture
-def maria(tmp_path: Path) -> Iterator[Db]:
-    yield from scratch("mysql", tmp_path)
-
-
-@pytest.fixture
-def lite(tmp_path: Path) -> Iterator[Db]:
-    yield from scratch("sqlite", tmp_path)
-
-
-def scratch(dialect: str, tmp_path: Path) -> Iterator[Db]:
-    name = f"sesamd_test_{uuid.uuid4().hex[:12]}"
-    if dialect == "sqlite":
-        path = str(tmp_path / f"{name}.sqlite")
-        db = Db(dialect, {"_id": "db", "type": "system:sqlite", "database": path}, f"sqlite:///{path}")
-        admin = None
-    else:
-        admin = sqlalchemy.create_engine(PG_ADMIN if dialect == "postgresql" else MARIA_ADMIN,
-                                         isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool)
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE {name}")
-        if dialect == "postgresql":
-            system = {"_id": "db", "type": "system:postgresql", "host": "127.0.0.1", "database": name,
-                      "username": "postgres", "pool_size": 2}
-        else:
-            system = {"_id": "db", "type": "system:mysql", "host": "127.0.0.1", "database": name,
-                      "username": "root", "password": "", "pool_size": 2}
-        db = Db(dialect, system, sqlalchemy.make_url(PG_ADMIN if dialect == "postgresql" else MARIA_ADMIN)
-                .set(database=name))
-    try:
-        yield db
-    finally:
-        for system in db.opened:
-            trio.run(system.close)
-        db.engine.dispose()
-        if admin is not None:
-            with admin.connect() as connection:
-                force = " WITH (FORCE)" if dialect == "postgresql" else ""
-                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
-            admin.dispose()
+from actors.testing import ScratchDatabase
 
 
 def build(config: dict[str, Any], *systems: Any) -> SqlSource:
@@ -142,7 +57,7 @@ PEOPLE = ["CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(20), city V
 # -- typed values ------------------------------------------------------------------------------------------
 
 
-def test_postgresql_values_in_wire_form(pg: Db) -> None:
+def test_postgresql_values_in_wire_form(pg: ScratchDatabase) -> None:
     pg.run("""CREATE TABLE typed (id integer PRIMARY KEY, big bigint, small smallint, n numeric(21,10), n2 numeric,
               zero numeric(20,10), f double precision, r real, b boolean, t text, tilde text, ch char(3),
               ts timestamp, tstz timestamptz, d date, tm time, tmtz timetz, iv interval, by bytea, u uuid,
@@ -172,7 +87,7 @@ def test_postgresql_values_in_wire_form(pg: Db) -> None:
     storage.prepare(expected)
 
 
-def test_mariadb_values_in_wire_form(maria: Db) -> None:
+def test_mariadb_values_in_wire_form(maria: ScratchDatabase) -> None:
     maria.run("""CREATE TABLE typed (id INT PRIMARY KEY, big BIGINT, n DECIMAL(30,10), zero DECIMAL(10,2), f DOUBLE,
                  b BOOLEAN, bit1 BIT(1), bit8 BIT(8), t TEXT, dt DATETIME(6), ts TIMESTAMP(3) NULL, d DATE,
                  tm TIME, bl BLOB, vb VARBINARY(8), j JSON, u UUID, e ENUM('a', 'b'), y YEAR, nul TEXT)""",
@@ -192,7 +107,7 @@ def test_mariadb_values_in_wire_form(maria: Db) -> None:
         {**expected, "j": '{"a": 1.10}', "u": "531a379e-31bb-4ce1-8690-158dceb64be6"}]
 
 
-def test_sqlite_values_in_wire_form(lite: Db) -> None:
+def test_sqlite_values_in_wire_form(lite: ScratchDatabase) -> None:
     lite.run("""CREATE TABLE typed (id INTEGER PRIMARY KEY, n NUMERIC(10,2), f REAL, b BOOLEAN, t TEXT, dt DATETIME,
                 d DATE, bl BLOB, j JSON, nul TEXT)""",
              """INSERT INTO typed VALUES (1, 1.5, 0.25, 1, '~fnope', '2024-01-02 03:04:05.5', '2024-02-29', x'0102',
@@ -207,7 +122,7 @@ def test_sqlite_values_in_wire_form(lite: Db) -> None:
         "d": "2024-02-29", "bl": "~bAQI=", "j": '{"a": 1.10}'}]
 
 
-def test_naive_timestamps_are_read_in_the_system_time_zone(db: Db) -> None:
+def test_naive_timestamps_are_read_in_the_system_time_zone(db: ScratchDatabase) -> None:
     naive = "DATETIME" if db.dialect == "mysql" else "TIMESTAMP"  # MySQL TIMESTAMP is an instant
     db.run(f"CREATE TABLE events (id INTEGER PRIMARY KEY, at {naive}, day DATE)",
            "INSERT INTO events VALUES (1, '2024-01-15 12:00:00', '2024-01-15'), (2, '2024-07-15 12:00:00', NULL)")
@@ -219,7 +134,7 @@ def test_naive_timestamps_are_read_in_the_system_time_zone(db: Db) -> None:
         assert [e["_id"] for e in read(system, since, table="events", updated_column="at")] == ids, since
 
 
-def test_mysql_timestamp_columns_keep_their_instant_in_any_time_zone(maria: Db) -> None:
+def test_mysql_timestamp_columns_keep_their_instant_in_any_time_zone(maria: ScratchDatabase) -> None:
     maria.run("CREATE TABLE events (id INTEGER PRIMARY KEY, at TIMESTAMP NULL)", "SET time_zone = '+00:00'",
               "INSERT INTO events VALUES (1, '2024-01-15 12:00:00'), (2, '2024-07-15 12:00:00')")
     # the session is in UTC and the source knows TIMESTAMP columns by their type, so no zone (nor the
@@ -236,7 +151,7 @@ def test_mysql_timestamp_columns_keep_their_instant_in_any_time_zone(maria: Db) 
             assert [e["_id"] for e in read(system, since, table="events", updated_column="at")] == ids, (zone, since)
 
 
-def test_postgresql_time_zone_columns_and_since_agree_in_another_time_zone(pg: Db) -> None:
+def test_postgresql_time_zone_columns_and_since_agree_in_another_time_zone(pg: ScratchDatabase) -> None:
     pg.run("CREATE TABLE events (id integer PRIMARY KEY, at timestamptz)",
            "INSERT INTO events VALUES (1, '2024-01-15 10:00:00Z'), (2, '2024-01-15 11:00:00Z')")
     system = pg.system(timezone="America/New_York")
@@ -245,7 +160,7 @@ def test_postgresql_time_zone_columns_and_since_agree_in_another_time_zone(pg: D
     assert [e["_id"] for e in read(system, entities[1]["_updated"], table="events", updated_column="at")] == ["2"]
 
 
-def test_a_value_without_a_wire_form_names_its_column(pg: Db) -> None:
+def test_a_value_without_a_wire_form_names_its_column(pg: ScratchDatabase) -> None:
     pg.run("CREATE TABLE ranges (id integer PRIMARY KEY, span int4range)", "INSERT INTO ranges VALUES (1, '[1,3)')")
     system = pg.system()
     message = failure(system, table="ranges")
@@ -258,7 +173,7 @@ def test_a_value_without_a_wire_form_names_its_column(pg: Db) -> None:
 # -- table, query, keys, columns ---------------------------------------------------------------------------
 
 
-def test_table_and_query_read_the_same_rows(db: Db) -> None:
+def test_table_and_query_read_the_same_rows(db: ScratchDatabase) -> None:
     db.run(*PEOPLE)
     system = db.system()
     people = [{"_id": "1", "id": 1, "name": "Ann", "city": "Oslo"}, {"_id": "2", "id": 2, "name": "Bob"},
@@ -276,7 +191,7 @@ def test_table_and_query_read_the_same_rows(db: Db) -> None:
     assert [len(b) for b in batches] == [2, 1]
 
 
-def test_schema_qualifies_the_table(server_db: Db) -> None:
+def test_schema_qualifies_the_table(server_db: ScratchDatabase) -> None:
     db = server_db
     schema = "other_schema" if db.dialect == "postgresql" else f"{db.system_config['database']}_other"
     db.run(f"CREATE SCHEMA {schema}", f"CREATE TABLE {schema}.people (id INTEGER PRIMARY KEY, name VARCHAR(9))",
@@ -290,7 +205,7 @@ def test_schema_qualifies_the_table(server_db: Db) -> None:
             db.run(f"DROP DATABASE {schema}")
 
 
-def test_compound_keys_join_the_values_with_a_colon(db: Db) -> None:
+def test_compound_keys_join_the_values_with_a_colon(db: ScratchDatabase) -> None:
     db.run("CREATE TABLE stock (country VARCHAR(2), no INTEGER, amount NUMERIC(5,1), PRIMARY KEY (country, no))",
            "INSERT INTO stock VALUES ('no', 1, 2.5), ('se', 10, 1)")
     system = db.system()
@@ -301,7 +216,7 @@ def test_compound_keys_join_the_values_with_a_colon(db: Db) -> None:
             ] == ["no:2.5", f"se:{stored_one}"]  # typed key values without their tag
 
 
-def test_whitelist_then_blacklist_choose_the_columns_but_not_the_key(db: Db) -> None:
+def test_whitelist_then_blacklist_choose_the_columns_but_not_the_key(db: ScratchDatabase) -> None:
     db.run(*PEOPLE)
     system = db.system()
     for mode in ({"table": "people"}, {"query": "SELECT * FROM people", "primary_key": "id"}):
@@ -313,7 +228,7 @@ def test_whitelist_then_blacklist_choose_the_columns_but_not_the_key(db: Db) -> 
         assert {k for e in read(system, **mode, blacklist=["id", "nothing"]) for k in e} == {"_id", "name", "city"}
 
 
-def test_a_null_key_or_a_missing_key_column_fails_the_run(db: Db) -> None:
+def test_a_null_key_or_a_missing_key_column_fails_the_run(db: ScratchDatabase) -> None:
     db.run("CREATE TABLE loose (code VARCHAR(5), name VARCHAR(5))", "INSERT INTO loose VALUES ('a', 'x'), (NULL, 'y')")
     system = db.system()
     assert "has no primary key; set 'primary_key'" in failure(system, table="loose")
@@ -336,7 +251,7 @@ def latest(datasets: Datasets, name: str = "people") -> dict[str, dict[str, Any]
     return {e["_id"]: e for e in dataset.iter_entities(history=False, deleted=False)}
 
 
-def test_incremental_runs_reread_the_boundary_timestamp(db: Db, datasets: Datasets) -> None:
+def test_incremental_runs_reread_the_boundary_timestamp(db: ScratchDatabase, datasets: Datasets) -> None:
     db.run("CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(20), changed TIMESTAMP NULL)",
            "INSERT INTO people VALUES (1, 'Ann', '2024-01-01 10:00:00'), (2, 'Bob', '2024-01-01 11:00:00')")
     system = db.system()
@@ -360,7 +275,7 @@ def test_incremental_runs_reread_the_boundary_timestamp(db: Db, datasets: Datase
     assert full.processed == 3 and full.changes == 0
 
 
-def test_query_with_updated_query_and_a_wrapped_query(db: Db, datasets: Datasets) -> None:
+def test_query_with_updated_query_and_a_wrapped_query(db: ScratchDatabase, datasets: Datasets) -> None:
     db.run("CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(20), version INTEGER)",
            "INSERT INTO people VALUES (1, 'Ann', 5), (2, 'Bob', 7)")
     system = db.system()
@@ -386,7 +301,7 @@ def test_query_with_updated_query_and_a_wrapped_query(db: Db, datasets: Datasets
                                                                                           "3": "Cid"}
 
 
-def test_a_query_may_declare_itself_chronological(db: Db) -> None:
+def test_a_query_may_declare_itself_chronological(db: ScratchDatabase) -> None:
     db.run(*PEOPLE)
     system = db.system()
     source = build({"query": "SELECT * FROM people ORDER BY id", "primary_key": "id", "updated_column": "id",
@@ -395,7 +310,7 @@ def test_a_query_may_declare_itself_chronological(db: Db) -> None:
     assert [e["_updated"] for batch in source.read(2, 10) for e in batch] == [2, 3]
 
 
-def test_initial_since_value_is_bound_for_the_first_run(pg: Db, datasets: Datasets) -> None:
+def test_initial_since_value_is_bound_for_the_first_run(pg: ScratchDatabase, datasets: Datasets) -> None:
     pg.run("CREATE TABLE people (id integer PRIMARY KEY, changed timestamp)",
            "INSERT INTO people VALUES (1, '2023-06-01'), (2, '2024-06-01')")
     system = pg.system()
@@ -409,7 +324,7 @@ def test_initial_since_value_is_bound_for_the_first_run(pg: Db, datasets: Datase
 # -- reading: connections, streaming, errors ----------------------------------------------------------------
 
 
-def test_reads_are_read_only_transactions(pg: Db, maria: Db) -> None:
+def test_reads_are_read_only_transactions(pg: ScratchDatabase, maria: ScratchDatabase) -> None:
     pg.run("CREATE SEQUENCE counter")
     maria.run("CREATE TABLE t (id INTEGER PRIMARY KEY)")
     for db, query in ((pg, "SELECT nextval('counter') AS id"), (maria, "INSERT INTO t VALUES (1)")):
@@ -417,7 +332,7 @@ def test_reads_are_read_only_transactions(pg: Db, maria: Db) -> None:
         assert "read-only" in message.lower() or "read only" in message.lower(), message
 
 
-def test_a_stopped_read_returns_its_connection(db: Db) -> None:
+def test_a_stopped_read_returns_its_connection(db: ScratchDatabase) -> None:
     db.run("CREATE TABLE numbers (id INTEGER PRIMARY KEY)")
     db.run("INSERT INTO numbers VALUES " + ", ".join(f"({i})" for i in range(5000)))
     system = db.system()
@@ -429,7 +344,7 @@ def test_a_stopped_read_returns_its_connection(db: Db) -> None:
     assert len(read(system, table="numbers")) == 5000  # the pool still works
 
 
-def test_database_errors_carry_the_database_message(db: Db) -> None:
+def test_database_errors_carry_the_database_message(db: ScratchDatabase) -> None:
     db.run(*PEOPLE)
     system = db.system()
     assert "table 'nope' does not exist" in failure(system, table="nope")
@@ -529,7 +444,7 @@ def test_the_pipe_reports_config_errors_with_its_id(datasets: Datasets) -> None:
 
 
 @pytest.mark.slow
-def test_a_large_table_is_pumped_in_bounded_memory(pg: Db, datasets: Datasets) -> None:
+def test_a_large_table_is_pumped_in_bounded_memory(pg: ScratchDatabase, datasets: Datasets) -> None:
     """About 130 MB of text: read without a server-side cursor the peak RSS grows by some 190 MB (measured),
     streamed by about 30 MB."""
     rows = 200_000
