@@ -9,6 +9,7 @@ Each dialect is a small module (``system_postgresql``, ``system_mysql``, ``syste
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,6 +22,8 @@ from ._registry import ConfigError
 from ._system_base import SECONDS, System, entity_path, seconds
 
 __all__ = ["POOL_PROPERTIES", "SERVER_PROPERTIES", "SqlSystem", "driver_message"]
+
+log = logging.getLogger("actors.components.sql_system")
 
 OPEN_WAIT = 10.0  # seconds a read or write waits for its system to open (at most the system's pool_timeout)
 
@@ -45,6 +48,7 @@ class SqlSystem(System):
     """A database reached through a pooled SQLAlchemy engine; subclasses name the driver and its options."""
 
     drivername: ClassVar[str] = ""
+    driver_extra: ClassVar[str | None] = None  # the optional extra of pyproject.toml that installs the driver
     defaults: ClassVar[dict[str, Any]] = {"worker_threads": 10, "timezone": "UTC", "pool_size": 10,
                                           "pool_timeout": 30, "pool_max_overflow": 10, "pool_recycle": 1800}
 
@@ -91,7 +95,8 @@ class SqlSystem(System):
         url = self.database_url()
         if self.dialect == "sqlite":
             return f"system '{self.id}' (sqlite {url.database})"
-        return f"system '{self.id}' ({self.dialect} at {url.host}:{url.port}/{url.database})"
+        place = f"{url.host}" + (f":{url.port}" if url.port else "") + (f"/{url.database}" if url.database else "")
+        return f"system '{self.id}' ({self.dialect} at {place})"
 
     def ready_engine(self) -> sqlalchemy.Engine:
         """The engine, once the system is open (called from worker threads: a pipe may run just after the
@@ -103,7 +108,8 @@ class SqlSystem(System):
         try:
             self.database_url().get_dialect().import_dbapi()
         except ImportError as exc:
-            raise TerminalError(f"{self.describe()}: the database driver is not installed ({exc})") from None
+            hint = f"; install it with pip install 'sesamd[{self.driver_extra}]'" if self.driver_extra else ""
+            raise TerminalError(f"{self.describe()}: the database driver is not installed ({exc}){hint}") from None
         deadline = time.monotonic() + min(OPEN_WAIT, seconds(self.setting("pool_timeout")))
         while (engine := self.engine) is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -112,7 +118,11 @@ class SqlSystem(System):
         return engine
 
     async def open(self) -> None:
-        self.engine = await trio.to_thread.run_sync(self.create_engine)
+        """Make the engine; a missing (optional) driver leaves it unmade: runs then fail naming the driver."""
+        try:
+            self.engine = await trio.to_thread.run_sync(self.create_engine)
+        except ImportError as exc:
+            log.warning("%s: the database driver is not installed (%s)", self.describe(), exc)
         await super().open()
 
     async def close(self) -> None:

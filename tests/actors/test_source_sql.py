@@ -430,7 +430,7 @@ def test_config_errors_name_the_property(tmp_path: Path) -> None:
     assert source.supports_since and source.is_chronological
     assert build({"table": "t"}, lite).continuation == "none"
     with pytest.raises(ConfigError) as caught:  # a system type the node does not know
-        build_system({"_id": "ora", "type": "system:oracle", "host": "h", "database": "d"})
+        build_system({"_id": "db2", "type": "system:db2", "host": "h", "database": "d"})
     assert caught.value.where == "$['type']" and "unknown or unsupported system type" in caught.value.detail
 
 
