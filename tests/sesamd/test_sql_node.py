@@ -1,6 +1,7 @@
-"""The ``sql`` source through a real ``sesamd serve``: a ``system:postgresql`` and a pipe reading a table of
-the local PostgreSQL (in a scratch database the test creates and drops) into a dataset, by pump runs over the
-API, then an incremental run that picks up a row changed in the boundary timestamp."""
+"""The ``sql`` source and sink through a real ``sesamd serve``, in scratch databases the tests create and
+drop: a ``system:postgresql`` table read into a dataset by pump runs over the API, then an incremental run
+that picks up a row changed in the boundary timestamp; and that dataset written into a MariaDB table by a
+``sql`` sink, following inserts, changes and deletes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy
 
+from actors.testing import scratch_database
 from sesamd.testing import serve_process
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -107,3 +109,55 @@ def test_a_postgresql_table_is_pumped_into_a_dataset(tmp_path: Path, database: s
             found = entities(client, "customers")
             assert {k: e["name"] for k, e in found.items()} == {"1": "Anna", "2": "Bob", "3": "Cid"}
         assert daemon.terminate() == 0  # the client closed first: no keep-alive connection to wait for
+
+
+def test_a_postgresql_table_is_copied_into_mariadb_and_followed(tmp_path: Path) -> None:
+    with scratch_database("postgresql", tmp_path) as pg, scratch_database("mysql", tmp_path) as maria:
+        pg.run("CREATE TABLE customer (id integer PRIMARY KEY, name text, balance numeric(10,2), "
+               "changed timestamptz NOT NULL)",
+               "INSERT INTO customer VALUES (1, 'Ann', 10.50, '2024-03-01 10:00Z'), "
+               "(2, 'Bob', 0, '2024-03-01 11:00Z')")
+        maria.run("CREATE TABLE customer (id INTEGER PRIMARY KEY, name VARCHAR(40), balance DECIMAL(10,2), "
+                  "changed DATETIME(6), `sesam-timestamp` DATETIME(6))")
+        config = [{**pg.system_config, "_id": "crm"}, {**maria.system_config, "_id": "dw"},
+                  {"_id": "customers", "type": "pipe", "pump": {"mode": "manual"},
+                   "source": {"type": "sql", "system": "crm", "table": "customer", "updated_column": "changed"}},
+                  {"_id": "customers-dw", "type": "pipe", "pump": {"mode": "manual"},
+                   "source": {"type": "dataset", "dataset": "customers"},
+                   "sink": {"type": "sql", "system": "dw", "table": "customer"}}]
+        with serve_process(tmp_path / "data") as daemon:
+            with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30) as client:
+                response = client.put("/config", content=json.dumps(config),
+                                      headers={"Content-Type": "application/json"})
+                assert response.status_code == 200, response.text
+
+                def copy() -> dict[str, Any]:
+                    assert pump(client, "customers")["success"] is True
+                    run = pump(client, "customers-dw")
+                    assert run["success"] is True, (run["last-message"], run["last-original-error-message"])
+                    return run
+
+                def copied() -> list[tuple[Any, ...]]:
+                    return [(i, n, str(b), str(c)) for i, n, b, c in
+                            maria.rows("SELECT id, name, balance, changed FROM customer ORDER BY id")]
+
+                copy()
+                assert copied() == [(1, "Ann", "10.50", "2024-03-01 10:00:00"),
+                                    (2, "Bob", "0.00", "2024-03-01 11:00:00")]
+                assert all(stamp is not None for (stamp,) in maria.rows("SELECT `sesam-timestamp` FROM customer"))
+                pg.run("UPDATE customer SET balance = 99.99, changed = '2024-03-02 09:00Z' WHERE id = 2",
+                       "INSERT INTO customer VALUES (3, 'Cid', 1, '2024-03-02 10:00Z')")
+                copy()
+                assert copied()[1:] == [(2, "Bob", "99.99", "2024-03-02 09:00:00"),
+                                        (3, "Cid", "1.00", "2024-03-02 10:00:00")]
+                # a deleted row: a rescan of the source marks it deleted, and the sink deletes it
+                pg.run("DELETE FROM customer WHERE id = 1")
+                response = client.post("/pipes/customers/pump", data={"operation": "start-rescan"})
+                assert response.status_code == 200, response.text
+                deadline = time.monotonic() + 30
+                while "1" in entities(client, "customers"):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+                assert pump(client, "customers-dw")["success"] is True
+                assert [row[0] for row in copied()] == [2, 3]
+            assert daemon.terminate() == 0
