@@ -78,7 +78,7 @@ async def run_pipeline(runner: PipeRunner, *, kind: str = "auto", writers: Write
     except BaseExceptionGroup as group:  # report the failing stage's error itself
         errors = group.exceptions
         if len(errors) == 1 and isinstance(errors[0], Exception):
-            raise errors[0] from None
+            raise errors[0] from errors[0].__cause__  # not "from None": that would drop the stage error's cause
         raise
     finally:
         turn.close()
