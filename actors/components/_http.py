@@ -3,7 +3,10 @@
 Components run in the pump's worker thread, so they use the system's synchronous ``httpx.Client``.
 :func:`send` makes one request and retries it by a :class:`RetryPolicy` when it fails transiently (a
 connect error, a timeout, an answer of 429 or 5xx); the wait doubles from the policy's delay, and an
-answer's ``Retry-After`` (seconds or an HTTP date) is waited out when it asks for longer. What finally fails
+answer's ``Retry-After`` (seconds or an HTTP date) is waited out when it asks for longer. A separate
+``rate_limit`` policy, when given, governs 429 answers alone (the REST components' ``rate_limiting_retries``
+and ``rate_limiting_delay``), and ``accept`` lets a caller take answers of chosen error statuses as answers
+(the REST transform's ``allowed_status_codes``/``ignored_status_codes``). What finally fails
 is a :class:`~actors.components.TransientError` or :class:`~actors.components.TerminalError` whose message
 names the method, the URL and the answer.
 
@@ -38,15 +41,17 @@ SNIPPET = 300  # bytes of an error answer quoted in the message
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``retries`` further attempts after the first, waiting ``delay`` seconds, doubling up to ``max_delay``."""
+    """``retries`` further attempts after the first, waiting ``delay`` seconds, multiplied by ``factor`` (2:
+    doubling; 1: a fixed delay) each time, up to ``max_delay``."""
 
     retries: int = 0
     delay: float = 0.0
     max_delay: float = 300.0
+    factor: float = 2.0
 
     def wait(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
-        backoff = self.delay * (2 ** attempt)
+        backoff = self.delay * (self.factor ** attempt)
         if retry_after is not None:
             backoff = max(backoff, retry_after)
         return min(backoff, self.max_delay)
@@ -69,13 +74,16 @@ class RetryPolicy:
 
 def send(client: httpx.Client, method: str, url: str, *, policy: RetryPolicy = RetryPolicy(),
          stream: bool = False, sleep: Callable[[float], None] = time.sleep,
-         on_retry: Callable[[ComponentError, int], None] | None = None, **request: Any) -> httpx.Response:
+         on_retry: Callable[[ComponentError, int], None] | None = None, rate_limit: RetryPolicy | None = None,
+         accept: Callable[[int], bool] | None = None, **request: Any) -> httpx.Response:
     """Make the request, retrying by ``policy``; a 2xx/3xx response (open, when ``stream``) or an error.
 
     ``request`` goes to ``client.build_request`` (``params``, ``headers``, ``content``, ``json``...); a body
     must be bytes so it can be sent again. ``on_retry(error, attempt)`` is told of each retried failure.
+    With ``rate_limit``, 429 answers are retried by that policy (counted apart) instead of ``policy``; an
+    answer whose status ``accept`` takes is returned as it is, whatever its status.
     """
-    attempt = 0
+    attempt = limited = 0
     while True:
         retry_after: float | None = None
         try:
@@ -85,19 +93,25 @@ def send(client: httpx.Client, method: str, url: str, *, policy: RetryPolicy = R
         except httpx.TransportError as exc:
             error = TransientError(f"{method} {url}: the connection failed ({_describe(exc)})")
         else:
-            if response.status_code < 400:
+            if response.status_code < 400 or (accept is not None and accept(response.status_code)):
                 return response
             error = _status_error(method, url, response)
             retry_after = _retry_after(response.headers.get("Retry-After"))
-        if not error.transient or attempt >= policy.retries:
-            if attempt:
-                error.message += f" (after {attempt} {'retry' if attempt == 1 else 'retries'})"
+        rate_limited = rate_limit is not None and error.status == 429
+        rule, used = (rate_limit, limited) if rate_limit is not None and rate_limited else (policy, attempt)
+        if not error.transient or used >= rule.retries:
+            if attempt + limited:
+                count = attempt + limited
+                error.message += f" (after {count} {'retry' if count == 1 else 'retries'})"
                 error.args = (error.message,)
             raise error
         if on_retry is not None:
-            on_retry(error, attempt)
-        sleep(policy.wait(attempt, retry_after))
-        attempt += 1
+            on_retry(error, attempt + limited)
+        sleep(rule.wait(used, retry_after))
+        if rate_limited:
+            limited += 1
+        else:
+            attempt += 1
 
 
 def _status_error(method: str, url: str, response: httpx.Response) -> ComponentError:
@@ -175,19 +189,20 @@ class SystemLink:
     """A component's link to the URL system its config names (``system``), with the component's ``headers``.
 
     The node builds pipes with the systems they name (:attr:`BuildContext.systems`); a named system of
-    another kind is a :class:`ConfigError`. One the node did not give (not in the config, or invalid, which
-    the node reports on the pipe) fails the run with a :class:`TerminalError` when it is used.
+    another kind is a :class:`ConfigError` (``kind``/``kinds``: a narrower class, and how to name it). One the
+    node did not give (not in the config, or invalid, which the node reports on the pipe) fails the run with a
+    :class:`TerminalError` when it is used.
     """
 
-    def __init__(self, config: Mapping[str, Any], context: Any, *, what: str) -> None:
+    def __init__(self, config: Mapping[str, Any], context: Any, *, what: str, kind: type | None = None,
+                 kinds: str = "a system:url or system:microservice") -> None:
         from .system_url import UrlSystem  # the system module imports this one's errors
 
         self.system_id: str = config["system"]
         self.headers: dict[str, str] = dict(config.get("headers") or {})
         system = context.systems.get(self.system_id)
-        if system is not None and not isinstance(system, UrlSystem):
-            raise ConfigError(f"system '{self.system_id}' is a {system.config.get('type')}; a {what} needs a "
-                              "system:url or system:microservice",
+        if system is not None and not isinstance(system, kind or UrlSystem):
+            raise ConfigError(f"system '{self.system_id}' is a {system.config.get('type')}; a {what} needs {kinds}",
                               where=f"pipe {context.pipe_id}: {context.where}.system")
         self._system = system
 

@@ -40,7 +40,7 @@ def test_system_types_are_registered() -> None:
 
 
 @pytest.mark.parametrize(("config", "where", "text"), [
-    ({"type": "system:rest", "url_pattern": "http://h/%s"}, "$['type']", "unknown or unsupported system type"),
+    ({"type": "system:db2", "url_pattern": "http://h/%s"}, "$['type']", "unknown or unsupported system type"),
     ({"type": "system:url"}, "$", "one of 'url_pattern' and 'base_url' is required"),
     ({"type": "system:url", "url_pattern": "ftp://h/%s"}, "$['url_pattern']", "absolute http or https URL"),
     ({"type": "system:url", "base_url": "not a url"}, "$['base_url']", "absolute http or https URL"),
