@@ -183,6 +183,7 @@ class PipeRunner:
             build("transform", t, f"transform[{i}]") for i, t in enumerate(effective["transform"])
         ]
         self.sink: Sink = build("sink", effective["sink"], "sink")
+        self.config = effective = _resolved(effective, self.source, self.transforms, self.sink)
         self.source_config = _chosen(self.source).config
         self.namespacing = Namespacing.of(built, self.metadata, source=_chosen(self.source), sink=_chosen(self.sink))
         self.batch_size: int = _chosen(self.sink).config.get("batch_size") or effective["batch_size"]
@@ -773,6 +774,19 @@ def _chosen(component: Any) -> Any:
     while "chosen" in vars(component):
         component = component.chosen
     return component
+
+
+def _resolved(config: dict[str, Any], source: Source, transforms: list[Transform], sink: Sink) -> dict[str, Any]:
+    """The effective config with each ``conditional`` source, transform and sink shown as the alternative it
+    chose (node-spec 6.4), so clients see what the pipe really reads and writes."""
+
+    def shown(component: Any, part: Any) -> Any:
+        chosen = _chosen(component)
+        return part if chosen is component else chosen.config
+
+    resolved = {**config, "source": shown(source, config["source"]), "sink": shown(sink, config["sink"]),
+                "transform": [shown(t, part) for t, part in zip(transforms, config["transform"], strict=True)]}
+    return effective_config(resolved)
 
 
 def build_runner(config: dict[str, Any], datasets: Datasets, metadata: dict[str, Any] | None = None,

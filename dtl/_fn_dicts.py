@@ -155,6 +155,8 @@ def _map_dict(call: Call) -> Evaluator:
         out = {}
         for k, v in value.items():
             key = with_value(c, key_fn, k)
+            if type(key) is list and len(key) == 1:  # ``["filter", COND, "_."]`` keeps a key as ``[key]``
+                key = key[0]
             if type(key) is str:
                 out[key] = with_value(c, value_fn, v)
         return out or None

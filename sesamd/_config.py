@@ -33,6 +33,7 @@ __all__ = [
     "render_json",
     "secret_names",
     "substitute",
+    "unresolved",
     "validate_structure",
 ]
 
@@ -161,7 +162,9 @@ def substitute(value: Any, env: Mapping[str, Any], secrets: Mapping[str, Any] | 
 
     A string that is exactly one reference takes the variable's JSON value as it is; a composite string
     always yields a string. ``secrets=None`` leaves ``$SECRET`` references in place (for showing config).
-    Raises SubstitutionError naming the variable and the path.
+    In a ``conditional`` component only the alternative its condition chooses is substituted; the others
+    are left as they are, so their variables need not be defined. Raises SubstitutionError naming the
+    variable and the path.
     """
     if isinstance(value, str):
         if "$" not in value:
@@ -170,8 +173,28 @@ def substitute(value: Any, env: Mapping[str, Any], secrets: Mapping[str, Any] | 
     if isinstance(value, list):
         return [substitute(v, env, secrets, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
+        if _is_conditional(value):
+            return _substitute_conditional(value, env, secrets, path)
         return {k: substitute(v, env, secrets, f"{path}['{k}']") for k, v in value.items()}
     return value
+
+
+def _is_conditional(value: Mapping[str, Any]) -> bool:
+    return value.get("type") == "conditional" and "condition" in value and isinstance(value.get("alternatives"), dict)
+
+
+def _substitute_conditional(component: dict[str, Any], env: Mapping[str, Any], secrets: Mapping[str, Any] | None,
+                            path: str) -> dict[str, Any]:
+    """A conditional source, transform or sink (node-spec 6.4) with its condition and its chosen alternative
+    substituted (the engine picks the alternative the same way: a non-string condition by its JSON text)."""
+    result = {k: substitute(v, env, secrets, f"{path}['{k}']") for k, v in component.items() if k != "alternatives"}
+    condition = result["condition"]
+    chosen = condition if isinstance(condition, str) else orjson.dumps(condition).decode()
+    alternatives = component["alternatives"]
+    result["alternatives"] = {
+        key: substitute(alternative, env, secrets, f"{path}['alternatives']['{key}']") if key == chosen
+        else alternative for key, alternative in alternatives.items()}
+    return result
 
 
 def _substitute_string(text: str, env: Mapping[str, Any], secrets: Mapping[str, Any] | None, path: str) -> Any:
@@ -195,6 +218,11 @@ def _substitute_string(text: str, env: Mapping[str, Any], secrets: Mapping[str, 
         return value if isinstance(value, str) else orjson.dumps(value).decode()
 
     return _REFERENCE.sub(replace, text)
+
+
+def unresolved(text: str) -> bool:
+    """Whether a string still holds a ``$ENV``/``$SECRET`` reference (as in an alternative not chosen)."""
+    return _REFERENCE.search(text) is not None
 
 
 def secret_names(value: Any) -> set[str]:

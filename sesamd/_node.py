@@ -39,6 +39,7 @@ from ._config import (
     json_path,
     secret_names,
     substitute,
+    unresolved,
     validate_structure,
 )
 from ._feed import EventFeed, FeedLogHandler
@@ -570,10 +571,11 @@ def _without_dtl_rules(entity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _missing_systems(pipe_id: str, where: str, config: dict[str, Any], defined: set[str]) -> list[dict[str, Any]]:
-    """Errors for the ``system`` of the pipe's source, sink or transforms that no system entity defines."""
+    """Errors for the ``system`` of the pipe's source, sink or transforms that no system entity defines (one
+    still naming a variable is in a conditional alternative not chosen, and is never used)."""
     errors = []
     for path, system_id in _component_systems(config):
-        if system_id not in defined:
+        if system_id not in defined and not unresolved(system_id):
             errors.append(config_error(json_path(where, *path), f"pipe '{pipe_id}': its {path[0]} refers to "
                                        f"the system '{system_id}', which is not in the config (no system entity "
                                        f"has that _id: it may have been deleted)"))

@@ -1,7 +1,8 @@
 """The ``conditional`` source: one of several source configs, chosen by a condition (node-spec 6.4).
 
-The node substitutes ``$ENV(...)`` before the engine sees the config, so ``condition`` is a plain value
-here. The chosen alternative is built when the pipe is built; the wrapper delegates everything to it.
+The node substitutes ``$ENV(...)`` before the engine sees the config (in the condition and the chosen
+alternative only), so ``condition`` is a plain value here. The chosen alternative is built when the pipe is
+built; the wrapper delegates everything to it, and the pipe's effective config shows it in its place.
 The transform and sink variants (node-spec 7.6, 8.5) reuse :func:`build_alternative`.
 """
 

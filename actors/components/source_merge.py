@@ -70,7 +70,7 @@ class _Edge:
 })
 class MergeSource(MultiDatasetSource):
     """Emits one entity per cluster of equal entities: ``_id`` composite (``"0|a1|1|b1"``) or ``first``,
-    ``$ids`` the union of the members' ids, properties combined by ``strategy``; superseded ids are
+    ``$ids`` the union of the members' ids as NIs, properties combined by ``strategy``; superseded ids are
     emitted deleted with ``$replaced: true``. ``_updated`` is the combined per-dataset offset."""
 
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
@@ -224,13 +224,21 @@ class MergeSource(MultiDatasetSource):
             return members[0][0][1]
         return "|".join(f"{position}|{entity_id}" for (position, entity_id), _entity in members)
 
+    def identifier(self, position: int, entity_id: str) -> str:
+        """A member's id as an NI in its dataset's namespace (``~:erp-customer:11``); an id that already has
+        it (or, with namespaced identifiers, any namespace) keeps it rather than getting it twice."""
+        namespace = self.names[position]
+        if entity_id.startswith(f"{namespace}:") or (self.namespaced and ":" in entity_id):
+            return f"~:{entity_id}"
+        return f"~:{namespace}:{entity_id}"
+
     def combine(self, output_id: str, members: list[tuple[Key, dict[str, Any]]]) -> dict[str, Any]:
         """The merged entity of ``members`` (sorted by dataset position, then id)."""
         ids: list[Any] = []
-        for (_position, entity_id), entity in members:
+        for (position, entity_id), entity in members:
             own = entity.get("$ids")
             if own is None:
-                ids.append(f"~:{entity_id}" if self.namespaced else entity_id)
+                ids.append(self.identifier(position, entity_id))
             else:
                 ids.extend(own if isinstance(own, list) else [own])
         merged: dict[str, Any] = {"_id": output_id, "$ids": _unique(ids)}

@@ -46,12 +46,12 @@ def test_documented_example_three_datasets(datasets: Datasets) -> None:
     result = runner.run()
     assert (result.sync_type, result.offset) == ("full", {"A": 1, "B": 1, "C": 2})
     assert latest(datasets) == {
-        "0|a1|1|b1|2|c1": {"_id": "0|a1|1|b1|2|c1", "_deleted": False, "$ids": ["a1", "b1", "c1"],
+        "0|a1|1|b1|2|c1": {"_id": "0|a1|1|b1|2|c1", "_deleted": False, "$ids": ["~:A:a1", "~:B:b1", "~:C:c1"],
                            "f1": [1, 1], "f2": "x", "f3": "X"},
-        "0|a2": {"_id": "0|a2", "_deleted": False, "$ids": ["a2"], "f1": 2},
-        "1|b2": {"_id": "1|b2", "_deleted": False, "$ids": ["b2"], "f1": 3},
-        "2|c2": {"_id": "2|c2", "_deleted": True, "$ids": ["c2"], "f3": "Y"},
-        "2|c3": {"_id": "2|c3", "_deleted": True, "$ids": ["c3"], "f3": "X"},
+        "0|a2": {"_id": "0|a2", "_deleted": False, "$ids": ["~:A:a2"], "f1": 2},
+        "1|b2": {"_id": "1|b2", "_deleted": False, "$ids": ["~:B:b2"], "f1": 3},
+        "2|c2": {"_id": "2|c2", "_deleted": True, "$ids": ["~:C:c2"], "f3": "Y"},
+        "2|c3": {"_id": "2|c3", "_deleted": True, "$ids": ["~:C:c3"], "f3": "X"},
     }
     assert datasets.open("m").populated
     again = runner.run()
@@ -104,7 +104,7 @@ def test_a_deleted_member_leaves_alone_and_returns(datasets: Datasets) -> None:
     seed(datasets, "A", [{"_id": "a1", "_deleted": True, "k": 1}])  # the hub is gone: b1 and b2 fall apart
     runner.run()
     result = latest(datasets)
-    assert result["0|a1"]["_deleted"] is True and result["0|a1"]["$ids"] == ["a1"]
+    assert result["0|a1"]["_deleted"] is True and result["0|a1"]["$ids"] == ["~:A:a1"]
     assert set(live(datasets)) == {"1|b1", "1|b2"}
     assert "0|a1|1|b1|1|b2" in replaced(datasets)
 
@@ -122,13 +122,13 @@ def test_identity_first_compact_strategy_and_ids_of_merged_entities(datasets: Da
               "equality": [["eq", ["lower", "a.email"], "b.mail"]]}
     runner = build_runner(merge_pipe(source), datasets)
     runner.run()
-    assert live(datasets) == {"b1": {"_id": "b1", "_deleted": False, "$ids": ["b1", "p", "q", "a1"],
+    assert live(datasets) == {"b1": {"_id": "b1", "_deleted": False, "$ids": ["~:B:b1", "p", "q", "~:A:a1"],
                                      "email": ["A@X", None], "x": 1, "y": [2, 1], "z": 3, "mail": "a@x"}}
 
     seed(datasets, "B", [{"_id": "b1", "mail": "other"}])  # the first id leaves: the output id changes
     runner.run()
     assert set(live(datasets)) == {"b1", "b9"}
-    assert live(datasets)["b9"]["$ids"] == ["p", "q", "a1"]
+    assert live(datasets)["b9"]["$ids"] == ["p", "q", "~:A:a1"]
     assert replaced(datasets) == set()  # "b1" is still in use (by b1 alone)
 
 
@@ -217,3 +217,23 @@ def test_ids_are_nis_with_namespaced_identifiers(datasets: Datasets) -> None:
     pipe = merge_pipe({"datasets": ["A a", "B b"], "equality": [["eq", "a.k", "b.k"]]}, namespaced_identifiers=True)
     build_runner(pipe, datasets).run()
     assert live(datasets)["0|crm:1|1|erp:7"]["$ids"] == ["~:crm:1", "~:erp:7"]
+
+
+def test_ids_are_nis_in_their_datasets_namespace_and_join_namespaced_references(datasets: Datasets) -> None:
+    seed(datasets, "erp-customer", [{"_id": "11", "vat": "NO-1"}, {"_id": "12", "vat": "NO-2"}])
+    seed(datasets, "crm-customer", [{"_id": "crm-customer:c7", "vat": "NO-1"}])  # already in its namespace
+    seed(datasets, "order", [{"_id": "o1", "customer_id": "~:erp-customer:11"},
+                             {"_id": "o2", "customer_id": "~:crm-customer:c7"},
+                             {"_id": "o3", "customer_id": "~:erp-customer:12"}])
+    build_runner(merge_pipe({"datasets": ["erp-customer e", "crm-customer c"],
+                             "equality": [["eq", "e.vat", "c.vat"]]}), datasets).run()
+    assert {i: e["$ids"] for i, e in live(datasets).items()} == {
+        "0|11|1|crm-customer:c7": ["~:erp-customer:11", "~:crm-customer:c7"], "0|12": ["~:erp-customer:12"]}
+    joined = {"_id": "joined", "type": "pipe", "source": {"type": "dataset", "dataset": "m"},
+              "transform": {"type": "dtl", "rules": {"default": [
+                  ["add", "orders", ["sorted", ["hops", {"datasets": ["order o"],
+                                                         "where": [["eq", "_S.$ids", "o.customer_id"]],
+                                                         "return": "o._id"}]]]]}}}
+    build_runner(joined, datasets).run()
+    assert {i: e["orders"] for i, e in live(datasets, "joined").items()} == {
+        "0|11|1|crm-customer:c7": ["o1", "o2"], "0|12": ["o3"]}

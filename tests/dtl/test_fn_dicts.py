@@ -97,6 +97,13 @@ def test_items_keys_values(expr: Any, expected: Any) -> None:
         (["map-dict", ["upper", "_."], "_.", ["list", {"a": 1}, 3, {}]], [{"A": 1}]),
         (["map-dict", ["if", ["eq", "_.", "drop"], 1, "_."], "_.", {"drop": 1, "keep": 2}], {"keep": 2}),
         (["map-dict", 1, "_.", {"a": 1}], None),
+        # a key result that is a one-element list of a string is that string; an empty list drops the key
+        (["map-dict", ["filter", ["not", ["matches", "tmp_*", "_."]], "_."], "_.",
+          {"sku": "X-9", "tmp_row": 4, "qty": 2, "tmp_file": "a.csv"}], {"sku": "X-9", "qty": 2}),
+        (["map-dict", ["filter", ["neq", "_.", "secret"], "_."], ["upper", "_."],
+          ["list", {"secret": "s", "who": "ann"}, {"secret": "t"}]], [{"who": "ANN"}]),
+        (["map-dict", ["list", "_.", "_."], "_.", {"a": 1}], None),
+        (["map-dict", ["list", 7], "_.", {"a": 1}], None),
         (["map-values", ["+", "_.", 1], ["list", {"a": 1, "b": 2}, {"c": 3}, 4]], [2, 3, 4]),
         (["map-values", ["+", "_.", 1], {"a": 1}], [2]),
         (["map-values", "_.", None], []),

@@ -264,6 +264,53 @@ async def test_env_substitution_through_the_api(api: Api) -> None:
     assert await api.get("/secrets") == ["pw"]
 
 
+def switched(pipe_id: str, **parts: dict[str, Any]) -> dict[str, Any]:
+    """A pipe whose named parts (source, sink, transform) are conditionals on ``$ENV(stage)``."""
+    return {"_id": pipe_id, "type": "pipe",
+            **{part: {"type": "conditional", "condition": "$ENV(stage)", "alternatives": alternatives}
+               for part, alternatives in parts.items()}}
+
+
+async def test_the_effective_config_shows_the_chosen_alternatives_of_conditionals(api: Api) -> None:
+    await api.client.put("/api/env", json={"stage": "prod"})
+    config = [switched("inbound",
+                       source={"prod": {"type": "http_endpoint"},
+                               "dev": {"type": "embedded", "entities": [{"_id": "x"}]}},
+                       sink={"prod": {"type": "dataset", "dataset": "inbound-orders"}, "dev": {"type": "null"}})]
+    await api.put_config(config)
+    shown = (await api.get("/pipes/inbound"))["config"]
+    assert shown["effective"]["source"] == {"type": "http_endpoint"}
+    assert shown["effective"]["sink"] == {"type": "dataset", "dataset": "inbound-orders"}
+    assert shown["original"] == config[0]
+    await api.client.post("/api/env", json={"stage": "dev"})
+    shown = (await api.get("/pipes/inbound"))["config"]
+    assert shown["effective"]["source"] == {"type": "embedded", "entities": [{"_id": "x"}]}
+    assert shown["effective"]["sink"] == {"type": "null"}
+
+
+async def test_undefined_variables_only_count_in_the_chosen_alternative(api: Api) -> None:
+    await api.client.put("/api/env", json={"stage": "dev"})
+    unused = {"type": "json", "system": "$ENV(erp_system)", "url": "$ENV(erp_base)/orders"}
+    config = [switched("orders", source={"dev": {"type": "embedded", "entities": [{"_id": "o1"}]}, "prod": unused},
+                       transform={"dev": {"type": "dtl", "rules": {"default": [["copy", "*"]]}},
+                                  "prod": {"type": "dtl", "rules": {"default": [
+                                      ["add", "sealed", ["encrypt", "$SECRET(erp_key)", "_S._id"]]]}}})]
+    await api.put_config(config)
+    runtime = (await api.get("/pipes/orders"))["runtime"]
+    assert runtime["is-valid-config"] is True and runtime["config-errors"] == []
+    await api.run("orders")
+    assert [e["_id"] for e in await api.get("/datasets/orders/entities")] == ["o1"]
+    chosen = [switched("broken", source={"dev": {"type": "embedded", "entities": [{"_id": "1", "v": "$ENV(gone)"}]},
+                                         "prod": unused})]
+    refused = await api.put_config(chosen, 400)
+    errors = refused["validation_errors"][0]["config-errors"]
+    assert [e["elements"] for e in errors] == ["$['source']['alternatives']['dev']['entities'][0]['v']"]
+    assert "gone" in errors[0]["msg"]
+    forced = await api.put_config(chosen, force="true")
+    assert forced["validation_errors"][0]["is-valid-config"] is False
+    assert (await api.get("/pipes/broken"))["runtime"]["is-valid-config"] is False
+
+
 async def test_pipe_config_endpoints(api: Api) -> None:
     await api.put_config(CONFIG)
     assert await api.get("/pipes/people/config") == CONFIG[0]
