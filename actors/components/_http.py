@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -32,7 +32,8 @@ from ._errors import ComponentError, TerminalError, TransientError
 from ._registry import ConfigError
 from ._system_base import seconds
 
-__all__ = ["MAX_VALUE_BYTES", "RETRY_STATUSES", "RetryPolicy", "SystemLink", "json_entities", "send"]
+__all__ = ["MAX_VALUE_BYTES", "RETRY_STATUSES", "RetryPolicy", "SystemLink", "json_entities", "retry_strategy",
+           "send"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_VALUE_BYTES = 100 * 1024 * 1024  # the dataset sink's default max_entity_bytes_size
@@ -42,12 +43,14 @@ SNIPPET = 300  # bytes of an error answer quoted in the message
 @dataclass(frozen=True)
 class RetryPolicy:
     """``retries`` further attempts after the first, waiting ``delay`` seconds, multiplied by ``factor`` (2:
-    doubling; 1: a fixed delay) each time, up to ``max_delay``."""
+    doubling; 1: a fixed delay) each time, up to ``max_delay``. ``by_status`` holds the policies of a system's
+    ``retry_strategy`` for chosen statuses (ranges of status codes, most specific first)."""
 
     retries: int = 0
     delay: float = 0.0
     max_delay: float = 300.0
     factor: float = 2.0
+    by_status: tuple[tuple[tuple[tuple[int, int], ...], RetryPolicy], ...] = ()
 
     def wait(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
@@ -56,12 +59,39 @@ class RetryPolicy:
             backoff = max(backoff, retry_after)
         return min(backoff, self.max_delay)
 
+    def for_status(self, status: int | None) -> tuple[RetryPolicy, bool]:
+        """The policy for a failure with ``status`` (None: no answer), and whether a ``retry_strategy`` rule
+        named that status (which makes it worth retrying even when it is a 4xx)."""
+        if status is not None:
+            for ranges, policy in self.by_status:
+                if any(low <= status <= high for low, high in ranges):
+                    return policy, True
+        return self, False
+
     @classmethod
-    def of(cls, pump: Mapping[str, Any], retries_key: str, delay_key: str, *,
-           default_retries: int = 0) -> RetryPolicy:
-        """The policy a pump config sets: ``pump[retries_key]`` retries, ``pump[delay_key]`` seconds apart."""
-        retries = pump.get(retries_key)
-        value = pump.get(delay_key)
+    def of(cls, pump: Mapping[str, Any], retries_key: str, delay_key: str, *, default_retries: int = 0,
+           strategy: Mapping[str, Mapping[str, Any]] | None = None) -> RetryPolicy:
+        """The policy a pump config sets: ``pump[retries_key]`` retries, ``pump[delay_key]`` seconds apart.
+
+        ``strategy`` is the system's ``retry_strategy`` (node-spec 10.1): its ``default`` entry and its
+        entries for status expressions (``"429"``, ``"500-599"``, ``"502,504"``) give the values the pump
+        does not set explicitly; a value set on the pump wins everywhere."""
+        strategy = strategy or {}
+
+        def policy(values: Mapping[str, Any]) -> RetryPolicy:
+            merged = {**values, **{key: pump[key] for key in (retries_key, delay_key) if key in pump}}
+            return cls._plain(merged, retries_key, delay_key, default_retries)
+
+        rules = sorted(((_status_ranges(expression), policy({**strategy.get("default", {}), **values}))
+                        for expression, values in strategy.items() if expression != "default"),
+                       key=lambda rule: sum(high - low + 1 for low, high in rule[0]))
+        return replace(policy(strategy.get("default", {})), by_status=tuple(rules))
+
+    @classmethod
+    def _plain(cls, values: Mapping[str, Any], retries_key: str, delay_key: str,
+               default_retries: int) -> RetryPolicy:
+        retries = values.get(retries_key)
+        value = values.get(delay_key)
         delay = 0.0
         if (type(value) in (int, float)) or (isinstance(value, str) and value.startswith("~f")):
             try:
@@ -70,6 +100,23 @@ class RetryPolicy:
                 delay = 0.0
         return cls(retries=retries if type(retries) is int and retries >= 0 else default_retries,
                    delay=delay if delay >= 0 else 0.0)
+
+
+def _status_ranges(expression: str) -> tuple[tuple[int, int], ...]:
+    """``"400-428,500"`` as ``((400, 428), (500, 500))`` (the system's schema has checked the form)."""
+    ranges = []
+    for part in expression.split(","):
+        low, _, high = part.partition("-")
+        ranges.append((int(low), int(high or low)))
+    return tuple(ranges)
+
+
+def retry_strategy(config: Mapping[str, Any], context: Any) -> Mapping[str, Mapping[str, Any]]:
+    """The ``retry_strategy`` of the URL system a component's config names (empty when there is none)."""
+    from .system_url import UrlSystem  # the system module imports this one's errors
+
+    system = context.systems.get(config.get("system")) if "system" in config else None
+    return system.config.get("retry_strategy") or {} if isinstance(system, UrlSystem) else {}
 
 
 def send(client: httpx.Client, method: str, url: str, *, policy: RetryPolicy = RetryPolicy(),
@@ -98,8 +145,11 @@ def send(client: httpx.Client, method: str, url: str, *, policy: RetryPolicy = R
             error = _status_error(method, url, response)
             retry_after = _retry_after(response.headers.get("Retry-After"))
         rate_limited = rate_limit is not None and error.status == 429
-        rule, used = (rate_limit, limited) if rate_limit is not None and rate_limited else (policy, attempt)
-        if not error.transient or used >= rule.retries:
+        if rate_limit is not None and rate_limited:
+            rule, used, named = rate_limit, limited, False
+        else:
+            (rule, named), used = policy.for_status(error.status), attempt
+        if not (error.transient or named) or used >= rule.retries:
             if attempt + limited:
                 count = attempt + limited
                 error.message += f" (after {count} {'retry' if count == 1 else 'retries'})"

@@ -20,7 +20,7 @@ import storage
 
 from .._datasets import DatasetWrite
 from ._base import BuildContext, Sink, load_state, state_write
-from ._http import RetryPolicy, SystemLink, send
+from ._http import RetryPolicy, SystemLink, retry_strategy, send
 from ._registry import component
 
 DEFAULT_BATCH_RETRIES = 3
@@ -57,7 +57,8 @@ class JsonSink(Sink):
         self.state_dataset = f"system:pump:{context.pipe_id}"
         self.state_key = f"pipe:{context.pipe_id}"
         self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "batch_retries", "write_retry_delay",
-                                      default_retries=DEFAULT_BATCH_RETRIES)
+                                      default_retries=DEFAULT_BATCH_RETRIES,
+                                      strategy=retry_strategy(config, context))
         self._incremental: _Sequence | None = None
 
     def begin_full_run(self) -> DatasetWrite:

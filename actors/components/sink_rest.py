@@ -32,7 +32,7 @@ import storage
 from .._datasets import DatasetWrite
 from ._base import BuildContext, Sink, load_state, state_write
 from ._errors import TerminalError
-from ._http import RetryPolicy
+from ._http import RetryPolicy, retry_strategy
 from ._registry import component
 from .system_rest import COMPONENT_PROPERTIES, Call, RestLink, entity_context, payload_of, properties_of
 
@@ -65,7 +65,8 @@ class RestSink(Sink):
         self.state_dataset = f"system:pump:{context.pipe_id}"
         self.state_key = f"pipe:{context.pipe_id}"
         self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "batch_retries", "write_retry_delay",
-                                      default_retries=DEFAULT_BATCH_RETRIES)
+                                      default_retries=DEFAULT_BATCH_RETRIES,
+                                      strategy=retry_strategy(config, context))
         self.sleep: Callable[[float], None] = time.sleep  # between retries (tests replace it)
         self._delivered: list[dict[str, Any]] = []  # of the last batch of several, if it failed part way
 

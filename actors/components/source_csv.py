@@ -50,7 +50,7 @@ import httpx
 
 from ._base import CONTINUATION_FLAGS, BuildContext, Source, in_batches
 from ._errors import TerminalError, TransientError
-from ._http import RetryPolicy, SystemLink, send
+from ._http import RetryPolicy, SystemLink, retry_strategy, send
 from ._registry import ConfigError, component
 
 __all__ = ["CsvSource"]
@@ -126,7 +126,8 @@ class CsvSource(Source):
         self.blacklist: set[str] = set(config.get("blacklist") or ())
         self.preserve_empty: bool = config.get("preserve_empty_strings", False)
         self.escape_nul: bool = config.get("escape_null_bytes", False)
-        self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "max_read_retries", "read_retry_delay")
+        self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "max_read_retries", "read_retry_delay",
+                                      strategy=retry_strategy(config, context))
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:
         return in_batches(self._entities(), batch_size)

@@ -18,7 +18,7 @@ import orjson
 
 from ._base import CONTINUATION_FLAGS, BuildContext, Source
 from ._errors import TerminalError
-from ._http import RetryPolicy, SystemLink, json_entities, send
+from ._http import RetryPolicy, SystemLink, json_entities, retry_strategy, send
 from ._registry import ConfigError, component
 
 
@@ -49,7 +49,8 @@ class JsonSource(Source):
                                                and self.is_since_comparable):
             raise ConfigError("'page_size' needs supports_since, is_chronological and is_since_comparable all true",
                               where=f"{self.where}.page_size")
-        self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "max_read_retries", "read_retry_delay")
+        self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "max_read_retries", "read_retry_delay",
+                                      strategy=retry_strategy(config, context))
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:
         offset = since if self.supports_since else None

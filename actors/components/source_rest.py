@@ -33,7 +33,7 @@ import storage
 
 from ._base import CONTINUATION_FLAGS, BuildContext, Source
 from ._errors import TerminalError
-from ._http import RetryPolicy
+from ._http import RetryPolicy, retry_strategy
 from ._registry import component
 from .system_rest import (
     COMPONENT_PROPERTIES,
@@ -74,7 +74,8 @@ class RestSource(Source):
         super().__init__(config, context)
         self.rest = RestLink(config, context, what="rest source")
         self.rest.check_operation(config["operation"])
-        self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "max_read_retries", "read_retry_delay")
+        self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "max_read_retries", "read_retry_delay",
+                                      strategy=retry_strategy(config, context))
         self.sleep: Callable[[float], None] = time.sleep  # between retries (tests replace it)
 
     def read(self, since: Any | None, batch_size: int) -> Iterator[list[dict[str, Any]]]:

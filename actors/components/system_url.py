@@ -7,7 +7,11 @@ URL-joins it. The client carries the default ``headers``, the ``authentication``
 ``username``/``password``, ``jwt`` as a Bearer header), ``verify_ssl`` (off by default, with an optional
 ``custom_ca_pem_chain``), the connect/read timeouts and ``proxies``; it opens at most ``worker_threads``
 connections. ``oauth2``, ``tripletex``, ``ntlm`` and ``ignore_invalid_content_length_response_header`` are
-validated but not implemented yet (listed under ``unsupported`` in the status). The environment
+validated but not implemented yet (listed under ``unsupported`` in the status). ``retry_strategy`` gives
+the request retries of the components using the system (:meth:`RetryPolicy.of
+<actors.components._http.RetryPolicy.of>`: ``max_read_retries``, ``read_retry_delay``, ``batch_retries``,
+``write_retry_delay`` per status; a status it names is retried even when it is a 4xx); its write-error keys
+(``max_retries_per_entity`` and the like) are listed under ``unsupported``. The environment
 (``HTTP_PROXY``, netrc) is not consulted.
 """
 
@@ -28,6 +32,8 @@ __all__ = ["UrlSystem"]
 AUTHENTICATION = ["basic", "digest", "ntlm", "tripletex", "jwt"]
 RETRY_KEYS = ["max_read_retries", "read_retry_delay", "write_retry_delay", "max_retries_per_entity",
               "max_consecutive_write_errors", "max_write_errors_in_retry_dataset", "batch_retries"]
+PUMP_LEVEL_RETRY_KEYS = frozenset(RETRY_KEYS) - {"max_read_retries", "read_retry_delay", "write_retry_delay",
+                                                "batch_retries"}  # the pump's write-error handling
 STATUS_EXPRESSION = r"^(default|[1-5][0-9]{2}(-[1-5][0-9]{2})?(,[1-5][0-9]{2}(-[1-5][0-9]{2})?)*)$"
 STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
@@ -97,7 +103,9 @@ class UrlSystem(System):
             | ({f"authentication:{config['authentication']}"} if config.get("authentication") in
                ("ntlm", "tripletex") else set())
             | ({"ignore_invalid_content_length_response_header"}
-               if config.get("ignore_invalid_content_length_response_header") else set()))
+               if config.get("ignore_invalid_content_length_response_header") else set())
+            | {f"retry_strategy:{key}" for values in (config.get("retry_strategy") or {}).values()
+               for key in values if key in PUMP_LEVEL_RETRY_KEYS})
 
     # -- config ------------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from dtl._paths import split_elements, walk
 
 from ._base import BuildContext, Transform
 from ._errors import TerminalError
-from ._http import RetryPolicy, SystemLink, json_entities, send
+from ._http import RetryPolicy, SystemLink, json_entities, retry_strategy, send
 from ._registry import component
 
 DEFAULT_BATCH_SIZE = 100
@@ -62,7 +62,8 @@ class HttpTransform(Transform):
         self.batch_size: int = config.get("batch_size", DEFAULT_BATCH_SIZE)
         self.side_effects: bool = config.get("side_effects", True)
         self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "batch_retries", "write_retry_delay",
-                                      default_retries=DEFAULT_BATCH_RETRIES)
+                                      default_retries=DEFAULT_BATCH_RETRIES,
+                                      strategy=retry_strategy(config, context))
         self.trigger = _trigger(config.get("trigger_on"))
         self.sleep: Callable[[float], None] = time.sleep  # between retries (tests replace it)
 

@@ -34,7 +34,7 @@ import storage
 
 from ._base import BuildContext, Transform
 from ._errors import TerminalError
-from ._http import RetryPolicy
+from ._http import RetryPolicy, retry_strategy
 from ._registry import ConfigError, component
 from .system_rest import (
     COMPONENT_PROPERTIES,
@@ -85,7 +85,8 @@ class RestTransform(Transform):
         self.response_property: str = config.get("response_property", DEFAULT_RESPONSE_PROPERTY)
         self.trigger = _trigger(config.get("trigger_on"))
         self.retries = RetryPolicy.of(context.pipe.get("pump") or {}, "batch_retries", "write_retry_delay",
-                                      default_retries=DEFAULT_BATCH_RETRIES)
+                                      default_retries=DEFAULT_BATCH_RETRIES,
+                                      strategy=retry_strategy(config, context))
         self.sleep: Callable[[float], None] = time.sleep  # between retries (tests replace it)
         default = self.rest.check_operation(config.get("operation"))
         if default is not None:

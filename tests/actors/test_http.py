@@ -212,6 +212,39 @@ def test_send_waits_double_from_delay_and_are_capped() -> None:
     assert caught.value.message.endswith("(after 5 retries)")
 
 
+def test_retry_strategy_sets_what_the_pump_does_not_by_status() -> None:
+    strategy = {"default": {"max_read_retries": 1, "read_retry_delay": 2},
+                "429": {"max_read_retries": 5, "read_retry_delay": 10},
+                "500-599": {"max_read_retries": 3}, "400,404": {"max_read_retries": 2}}
+    policy = RetryPolicy.of({"read_retry_delay": 4}, "max_read_retries", "read_retry_delay", strategy=strategy)
+    assert (policy.retries, policy.delay) == (1, 4.0)  # "default", with the pump's explicit delay winning
+    for status, expected in [(429, (5, 4.0)), (503, (3, 4.0)), (404, (2, 4.0)), (400, (2, 4.0))]:
+        rule, named = policy.for_status(status)
+        assert named and (rule.retries, rule.delay) == expected, status
+    assert policy.for_status(None) == (policy, False) and policy.for_status(418) == (policy, False)
+    explicit = RetryPolicy.of({"max_read_retries": 0}, "max_read_retries", "read_retry_delay", strategy=strategy)
+    assert explicit.for_status(503)[0].retries == 0  # a value set on the pump wins everywhere
+
+
+def test_retry_strategy_most_specific_rule_wins() -> None:
+    strategy = {"500-599": {"batch_retries": 1}, "503": {"batch_retries": 4}}
+    policy = RetryPolicy.of({}, "batch_retries", "write_retry_delay", default_retries=3, strategy=strategy)
+    assert policy.retries == 3 and policy.for_status(503)[0].retries == 4 and policy.for_status(502)[0].retries == 1
+
+
+def test_send_retries_a_4xx_that_the_retry_strategy_names() -> None:
+    policy = RetryPolicy.of({}, "max_read_retries", "read_retry_delay", strategy={"409": {"max_read_retries": 2}})
+    client, seen = mock_client(httpx.Response(409, text="busy"), httpx.Response(409), httpx.Response(200, text="ok"))
+    assert send(client, "GET", URL, policy=policy, sleep=lambda s: None).text == "ok" and len(seen) == 3
+    client, seen = mock_client(httpx.Response(409, text="busy"))
+    with pytest.raises(TerminalError, match=r"answered 409 Conflict: busy \(after 2 retries\)"):
+        send(client, "GET", URL, policy=policy, sleep=lambda s: None)
+    client, seen = mock_client(httpx.Response(404))
+    with pytest.raises(TerminalError):
+        send(client, "GET", URL, policy=policy, sleep=lambda s: None)
+    assert len(seen) == 1  # a status no rule names keeps its kind: a 404 is not retried
+
+
 def test_retry_policy_wait() -> None:
     policy = RetryPolicy(retries=10, delay=0.25, max_delay=10)
     assert [policy.wait(attempt, None) for attempt in range(7)] == [0.25, 0.5, 1, 2, 4, 8, 10]

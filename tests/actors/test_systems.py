@@ -77,6 +77,13 @@ def test_config_errors_name_the_path(config: dict[str, Any], where: str, text: s
     assert text in caught.value.detail
 
 
+def test_retry_strategy_write_error_keys_are_listed_as_unsupported() -> None:
+    system = url_system(url_pattern="https://h/%s", retry_strategy={
+        "default": {"max_retries_per_entity": 2, "batch_retries": 1}, "500": {"max_consecutive_write_errors": 3}})
+    assert system.status()["unsupported"] == ["retry_strategy:max_consecutive_write_errors",
+                                              "retry_strategy:max_retries_per_entity"]
+
+
 def test_valid_configs_including_later_tier_properties() -> None:
     system = url_system(url_pattern="https://h/%s", verify_ssl=True, connect_timeout="~f2.5", read_timeout=30,
                         proxies={"https": "http://proxy:3128"}, ignore_invalid_content_length_response_header=True,

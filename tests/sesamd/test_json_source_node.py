@@ -220,6 +220,23 @@ async def test_read_retries_ride_out_a_passing_failure(tmp_path: Any, web: Any) 
     assert web.seen == ["/customers/customers.json"] * 2
 
 
+async def test_the_systems_retry_strategy_rides_out_a_passing_failure(tmp_path: Any, web: Any) -> None:
+    config = guide_config(web.server_address[1])[:2]
+    config[0]["retry_strategy"] = {"503": {"max_read_retries": 2, "read_retry_delay": 0}}
+    config[1]["pump"] = {"mode": "manual"}  # no retry settings on the pump: the system's strategy gives them
+    web.files["/customers/customers.json"] = [503, 503, json.dumps(CUSTOMERS).encode()]
+    async with open_node(tmp_path / "node") as node:
+        assert await node.apply_config(config) == []
+        actor = node.systems.actor("customer-system")
+        assert actor is not None
+        await actor.wait_open()
+        api = Api(TokenClient(create_app(node)))
+        runtime = await api.run("customers")
+        assert runtime["success"] is True, runtime
+        assert [c["_id"] for c in await api.entities("customers")] == ["1", "2", "3"]
+    assert web.seen == ["/customers/customers.json"] * 3
+
+
 async def test_the_scheduled_pumps_fill_the_guide_without_a_manual_run(node_api: tuple[Any, Api], web: Any) -> None:
     _node, api = node_api
     serve(web)
