@@ -210,6 +210,12 @@ class PipeRunner:
     def source_datasets(self) -> list[str]:
         return list(self.source.datasets)
 
+    @cached_property
+    def input_datasets(self) -> frozenset[str]:
+        """Every dataset the pipe reads: its source's and its transforms' (hops, apply-hops, lookups)."""
+        return frozenset(self.source.datasets).union(self.tracked_datasets,
+                                                      *(t.datasets_read for t in self.transforms))
+
     @property
     def if_source_empty(self) -> str:
         return self.source_config.get("if_source_empty", "accept")
@@ -410,11 +416,19 @@ class PipeRunner:
         for batch in self.source.read(since, self.batch_size):
             if stage not in ("source", "before-transforms"):
                 batch = self._transform(batch)
+            if stage == "sink":
+                batch = self._as_sink_takes(batch)
             out.extend(batch)
             if limit is not None and len(out) >= limit:
                 return out[:limit]
         return out
 
+    def _as_sink_takes(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Filtered entities as the sink takes them (client-spec 11.2): a delete for a dataset sink, nothing for
+        any other sink."""
+        if self.sink_dataset is not None:
+            return [{**e, "_deleted": True} if e.get("_filtered") is True else e for e in batch]
+        return [e for e in batch if e.get("_filtered") is not True]
 
 
 class PipeRun:

@@ -226,6 +226,7 @@ class PipeActor:
         self._nursery: trio.Nursery | None = None
         self._started_once = False
         self._startup_pending = False
+        self._held = False  # hold_schedule: the node's test scheduler drives the pipe, its schedule waits
 
     # -- the actor -----------------------------------------------------------------------------------------
 
@@ -276,8 +277,15 @@ class PipeActor:
         return not any(error.get("level", "error") == "error" for error in self.config_errors)
 
     def _schedulable(self) -> bool:
-        return (self.scheduler_enabled and self.mode == "scheduled" and not self.state.disabled
+        return (self.scheduler_enabled and not self._held and self.mode == "scheduled" and not self.state.disabled
                 and self.schedule is not None and self.valid)
+
+    def hold_schedule(self, held: bool) -> None:
+        """Hold (or release) the pump's own schedule: while held, neither its interval or cron schedule nor
+        a dependency signal starts a run (signals meanwhile are dropped); :meth:`run_once` and the API's
+        ``start`` still run it. The node's run-all-pipes scheduler holds the pipes it drives."""
+        self._held = held
+        self._poke()
 
     def _poke(self) -> None:
         self._poked.set()
@@ -323,7 +331,7 @@ class PipeActor:
     async def _scheduler(self) -> None:
         first = True
         while True:
-            if self._startup_pending and self._busy is None:
+            if self._startup_pending and self._busy is None and not self._held:
                 self._startup_pending = False
                 if self.mode != "off" and not self.state.disabled and self.valid and await self._startup_run_due():
                     await self._execute("auto", origin="startup")

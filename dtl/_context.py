@@ -27,16 +27,21 @@ DISCARDED = _Stop("DISCARDED")
 
 
 class Env:
-    """What one run shares across all contexts: ``_B``, the dataset lookup, created entities, settings."""
+    """What one run shares across all contexts: ``_B``, the dataset lookup, created entities, settings.
 
-    __slots__ = ("B", "created", "entity_id", "id_required", "lookup", "sleep")
+    ``clock`` is the time source of ``now`` (nanoseconds since the Unix epoch; None: the wall clock): the
+    embedding program may freeze it for reproducible output."""
+
+    __slots__ = ("B", "clock", "created", "entity_id", "id_required", "lookup", "sleep")
 
     def __init__(self, *, bound: dict[str, Any] | None = None, lookup: Any = None,
-                 id_required: bool = True, sleep: Callable[[float], None] | None = None) -> None:
+                 id_required: bool = True, sleep: Callable[[float], None] | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
         self.B: dict[str, Any] = bound if bound is not None else {}
         self.lookup = lookup
         self.id_required = id_required
         self.sleep = sleep
+        self.clock = clock
         self.created: list[dict[str, Any]] = []
         self.entity_id: Any = None
 

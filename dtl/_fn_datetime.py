@@ -484,9 +484,16 @@ def _is_datetime(value: Any) -> bool:
     return isinstance(first(value), _dt.datetime)
 
 
-@function("now", args=0, pure=False)
-def _now() -> Datetime:
-    return Datetime.from_epoch_ns(time.time_ns())
+@expression("now", args=0)
+def _now(call: Call) -> Evaluator:
+    """The current UTC datetime from the evaluation's clock (``Env.clock``), else the wall clock; never
+    folded at compile time."""
+
+    def evaluate(c: Ctx) -> Datetime:
+        clock = c.env.clock
+        return Datetime.from_epoch_ns(clock() if clock is not None else time.time_ns())
+
+    return evaluate
 
 
 # ---------------------------------------------------------------------------------------------------

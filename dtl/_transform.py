@@ -21,7 +21,7 @@ class Transform:
 
     def __init__(self, config: Mapping[str, Any], *, pipe: Mapping[str, Any] | None = None,
                  lookup: Lookup | None = None, emit_filtered: bool = False,
-                 secrets: Mapping[str, Any] | None = None) -> None:
+                 secrets: Mapping[str, Any] | None = None, clock: Callable[[], int] | None = None) -> None:
         if not isinstance(config, Mapping):
             raise DTLCompileError("", "a DTL transform must be a dict")
         kind = config.get("type", "dtl")
@@ -34,6 +34,7 @@ class Transform:
             raise DTLCompileError("id_required", "must be true or false")
         self.emit_filtered = emit_filtered
         self.lookup = lookup
+        self.clock = clock  # the time of ``now``, epoch nanoseconds (None: the wall clock)
         self._trigger = _trigger(config.get("trigger_on"))
         compiler = Compiler(namespaces=self.namespaces, rules=config.get("rules"), secrets=secrets)
         self.rules: dict[str, Step] = compiler.compile_rules()
@@ -51,7 +52,8 @@ class Transform:
         ``create`` emitted. Entities that ``trigger_on`` does not select pass through unchanged.
         Raises ``DTLRuntimeError`` naming the source entity's ``_id``.
         """
-        env = Env(bound=bound, lookup=lookup or self.lookup, id_required=self.id_required, sleep=sleep)
+        env = Env(bound=bound, lookup=lookup or self.lookup, id_required=self.id_required, sleep=sleep,
+                  clock=self.clock)
         out: list[Any] = []
         append = out.append
         default = self._default
@@ -92,7 +94,7 @@ class Transform:
     def apply_rule(self, name: str, source: Any, *, target: dict[str, Any] | None = None,
                    lookup: Lookup | None = None) -> dict[str, Any]:
         """Run one rule once on ``source`` (target default ``{}``) and return the target; no ``_id`` checks."""
-        env = Env(lookup=lookup or self.lookup, id_required=self.id_required)
+        env = Env(lookup=lookup or self.lookup, id_required=self.id_required, clock=self.clock)
         env.entity_id = source.get("_id") if type(source) is dict else None
         c = Ctx(source, {} if target is None else target, env)
         self.rules[name](c)
@@ -121,20 +123,22 @@ def _trigger(spec: Any) -> Callable[[Any], bool] | None:
 
 def compile_transform(config: Mapping[str, Any], *, pipe: Mapping[str, Any] | None = None,
                       lookup: Lookup | None = None, emit_filtered: bool = False,
-                      secrets: Mapping[str, Any] | None = None) -> Transform:
+                      secrets: Mapping[str, Any] | None = None, clock: Callable[[], int] | None = None) -> Transform:
     """Compile a ``{"type": "dtl", "rules": ...}`` transform config (raises ``DTLCompileError``).
 
-    ``secrets`` resolves ``"$SECRET(name)"`` in the key and password arguments of the crypto functions."""
-    return Transform(config, pipe=pipe, lookup=lookup, emit_filtered=emit_filtered, secrets=secrets)
+    ``secrets`` resolves ``"$SECRET(name)"`` in the key and password arguments of the crypto functions;
+    ``clock`` (epoch nanoseconds) is the time ``now`` gives (default: the wall clock)."""
+    return Transform(config, pipe=pipe, lookup=lookup, emit_filtered=emit_filtered, secrets=secrets, clock=clock)
 
 
 class Expression:
     """A compiled standalone expression; ``evaluate`` runs it with ``_S``, ``_T`` and ``_B``."""
 
     def __init__(self, expr: Any, *, pipe: Mapping[str, Any] | None = None, rules: Mapping[str, Any] | None = None,
-                 lookup: Lookup | None = None, where: str = "expr") -> None:
+                 lookup: Lookup | None = None, where: str = "expr", clock: Callable[[], int] | None = None) -> None:
         self.expr = expr
         self.lookup = lookup
+        self.clock = clock
         compiler = Compiler(namespaces=Namespaces.from_pipe(pipe), rules=rules)
         self._evaluate: Evaluator = compiler.expression(expr, where)
         if rules:
@@ -156,7 +160,7 @@ class Expression:
     def evaluate(self, source: Any = None, *, target: dict[str, Any] | None = None,
                  bound: dict[str, Any] | None = None, lookup: Lookup | None = None) -> Any:
         """Evaluate with ``_S = source`` (default ``{}``), ``_T = target`` (default ``{}``)."""
-        env = Env(bound=bound, lookup=lookup or self.lookup)
+        env = Env(bound=bound, lookup=lookup or self.lookup, clock=self.clock)
         c = Ctx({} if source is None else source, {} if target is None else target, env)
         return self._evaluate(c)
 
@@ -165,6 +169,6 @@ class Expression:
 
 
 def compile_expression(expr: Any, *, pipe: Mapping[str, Any] | None = None,
-                       lookup: Lookup | None = None) -> Expression:
-    """Compile one DTL expression (raises ``DTLCompileError``)."""
-    return Expression(expr, pipe=pipe, lookup=lookup)
+                       lookup: Lookup | None = None, clock: Callable[[], int] | None = None) -> Expression:
+    """Compile one DTL expression (raises ``DTLCompileError``); ``clock`` as for :func:`compile_transform`."""
+    return Expression(expr, pipe=pipe, lookup=lookup, clock=clock)

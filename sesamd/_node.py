@@ -26,6 +26,7 @@ import trio
 
 import storage
 from actors import DatasetWrite, DatasetWriters, Supervisor
+from actors.components._clock import FROZEN_TIME, FROZEN_TIME_ENV
 
 from . import __version__
 from ._changes import DatasetChanges
@@ -44,6 +45,8 @@ from ._config import (
 )
 from ._feed import EventFeed, FeedLogHandler
 from ._receiver import Receivers
+from ._run_all import RunAllPipes
+from ._run_all_plan import is_user_pipe
 from ._systems import SystemRegistry, scoped_secrets
 
 __all__ = ["Engine", "Node", "PipeState", "UnknownPipe", "default_engine", "open_node"]
@@ -82,7 +85,7 @@ def default_engine() -> Engine:
 
     def make_actor(pipe_id: str, runner: Any, node: Node) -> Any:
         return _pump.PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.events,
-                               limiter=node.run_limiter, scheduler_enabled=node.scheduler_enabled,
+                               limiter=node.run_limiter, scheduler_enabled=node.schedules(pipe_id, runner),
                                writers=node.writers)
 
     return Engine(
@@ -152,6 +155,9 @@ class Node:
         self._lock = trio.Lock()
         self.systems = SystemRegistry()  # system actors (clients, pools), applied with the config
         self.receivers = Receivers(self)  # POST /api/receivers/<pipe>/entities into http_endpoint pipes
+        self.run_all = RunAllPipes(self)  # the test scheduler: POST /api/pipes/run-all-pipes and friends
+        self._schedules_held = False
+        self._tasks: trio.Nursery | None = None  # the node's own background tasks (set by open_node)
 
     # -- store -------------------------------------------------------------------------------------
 
@@ -222,6 +228,29 @@ class Node:
         task_manager = self.metadata.get("task_manager") or {}
         return self.accepting_runs and not (isinstance(task_manager, dict)
                                             and task_manager.get("disable_pump_scheduler") is True)
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` as a background task of the node (it ends when the node closes)."""
+        if self._tasks is None:
+            raise RuntimeError("the node is not open (use open_node)")
+        self._tasks.start_soon(fn, *args)
+
+    def hold_schedules(self, held: bool) -> None:
+        """Hold (or release) the pumps' own schedules and dependency signals, also of pipes (re)started
+        meanwhile, while the test scheduler drives the pipes (:mod:`sesamd._run_all`)."""
+        self._schedules_held = held
+        for state in self.pipes.values():
+            hold = getattr(state.actor, "hold_schedule", None)
+            if hold is not None:
+                hold(held)
+
+    def schedules(self, pipe_id: str, runner: Any) -> bool:
+        """Whether a pipe's pump schedules itself: the node scheduler is on and, for a user pipe, metadata
+        ``task_manager.disable_user_pipes`` is not true (the client sets it on upload, client-spec 5.3, so
+        that only the test scheduler runs them; a manual start still works)."""
+        task_manager = self.metadata.get("task_manager") or {}
+        disabled = isinstance(task_manager, dict) and task_manager.get("disable_user_pipes") is True
+        return self.scheduler_enabled and not (disabled and is_user_pipe(pipe_id, getattr(runner, "original", {})))
 
     # -- pipes -------------------------------------------------------------------------------------
 
@@ -328,7 +357,7 @@ class Node:
                                                  if kind == "system" else None, where)
             except SubstitutionError as exc:
                 errors.append(config_error(exc.path, f"'{entity_id}': {exc}"))
-        metadata = resolved.get("node", {})
+        metadata = _with_frozen_time(resolved.get("node", {}), env)
         metadata_runtime = {k: v for k, v in metadata.items() if k not in ("_id", "type")} or None
         systems = {k: v for k, v in resolved.items() if entity_kind(v) == "system"}
         errors.extend(self.systems.plan(entities, resolved, errors, env, secrets, own_secrets, positions))
@@ -411,6 +440,8 @@ class Node:
             return
 
         actor = state.actor = self.engine.make_actor(state.id, state.runner, self)
+        if self._schedules_held and hasattr(actor, "hold_schedule"):
+            actor.hold_schedule(True)
         self._supervisor.start(state.actor_name, lambda: actor)  # a restart reuses it (it reloads its state)
 
     async def _stop_pipe(self, state: PipeState, grace: float = 30.0) -> None:
@@ -434,7 +465,8 @@ class Node:
 
     async def restart(self) -> None:
         """Stop every pipe and system actor and start them anew from the stored config; the node's start
-        time moves on (the clients watch it to see a restart)."""
+        time moves on (the clients watch it to see a restart). A run-all-pipes run stops first."""
+        await self.run_all.stop(30.0)
         async with trio.open_nursery() as nursery:
             for state in self.pipes.values():
                 nursery.start_soon(self._stop_pipe, state)
@@ -445,7 +477,9 @@ class Node:
         self.started_at = datetime.now(UTC)
 
     async def reset(self) -> None:
-        """Wipe the node: every config entity, dataset, variable and secret (its key and users stay)."""
+        """Wipe the node: every config entity, dataset, variable and secret (its key and users stay); a
+        run-all-pipes run stops first."""
+        await self.run_all.stop(30.0)
         await self.apply_config([], force=True)
         for name in self.datasets.names():
             await self.writers.delete(name)
@@ -496,6 +530,7 @@ class Node:
     async def stop_runs(self, grace: float = 30.0) -> None:
         """Stop taking new runs; running ones stop after their current batch commits (within ``grace``)."""
         self.accepting_runs = False
+        self.run_all.request_stop("the node is shutting down")
         actors = [s.actor for s in self.pipes.values() if s.actor is not None]
         for actor in actors:
             actor.scheduler_enabled = False
@@ -535,6 +570,15 @@ def _is_running(actor: Any) -> bool:
         return bool(actor.pump_json()["runtime"].get("is-running"))
     except Exception:
         return False
+
+
+def _with_frozen_time(metadata: dict[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata with ``frozen_time`` from the env variable ``node-frozen-time`` when it sets none (the
+    test profile's ``test-env.json`` may freeze DTL's ``now`` that way: ``actors.components._clock``)."""
+    value = env.get(FROZEN_TIME_ENV)
+    if metadata.get(FROZEN_TIME) not in (None, "") or value in (None, ""):
+        return metadata
+    return {"_id": "node", "type": "metadata", **metadata, FROZEN_TIME: value}
 
 
 def _pipe_error(pipe_id: str, where: str, message: str, path: str = "") -> dict[str, Any]:
@@ -667,6 +711,7 @@ async def open_node(data_dir: str | Path, engine: Engine | None = None, *,
     logging.getLogger().addHandler(log_handler)
     try:
         async with trio.open_nursery() as nursery, Supervisor(on_event=node._on_supervisor_event) as supervisor:
+            node._tasks = nursery
             nursery.start_soon(node.changes.run)
             await node._boot(supervisor)
             yield node

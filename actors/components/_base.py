@@ -162,6 +162,11 @@ class Transform:
         """The DTL join plan, for transforms that hop (dependency tracking)."""
         return None
 
+    @property
+    def datasets_read(self) -> frozenset[str]:
+        """Every dataset the transform reads (DTL hops, apply-hops and lookups, tracked or not)."""
+        return frozenset()
+
 
 class Sink:
     """Delivers batches. Every write returns a :class:`~actors.DatasetWrite` that commits the pipe's state

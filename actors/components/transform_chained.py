@@ -71,3 +71,7 @@ class ChainedTransform(Transform):
     def join_plan(self) -> JoinPlan | None:
         """The members' join plans combined (:func:`combine_plans`)."""
         return self._plan
+
+    @property
+    def datasets_read(self) -> frozenset[str]:
+        return frozenset().union(*(member.datasets_read for member in self.transforms))

@@ -26,6 +26,10 @@ class ConditionalTransform(Transform):
     def join_plan(self) -> Any | None:
         return self.chosen.join_plan
 
+    @property
+    def datasets_read(self) -> frozenset[str]:
+        return self.chosen.datasets_read
+
     def __getattr__(self, name: str) -> Any:  # anything else a particular transform type offers
         if name == "chosen":
             raise AttributeError(name)

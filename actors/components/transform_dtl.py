@@ -9,6 +9,7 @@ import storage
 from dtl import DTLCompileError, compile_transform
 
 from ._base import BuildContext, Transform
+from ._clock import frozen_clock
 from ._registry import ConfigError, component
 
 _PIPE_KEYS = ("namespaced_identifiers", "namespaces", "add_namespaces", "remove_namespaces")
@@ -29,15 +30,20 @@ class DTLTransform(Transform):
     def __init__(self, config: dict[str, Any], context: BuildContext) -> None:
         super().__init__(config, context)
         pipe = {"_id": context.pipe_id, **{k: context.pipe[k] for k in _PIPE_KEYS if k in context.pipe}}
+        clock = frozen_clock(context.metadata, where=f"pipe {context.pipe_id}: {context.where}")
         try:
             self.compiled = compile_transform(config, pipe=pipe, lookup=context.datasets.lookup,
-                                              emit_filtered=True, secrets=context.secrets)
+                                              emit_filtered=True, secrets=context.secrets, clock=clock)
         except DTLCompileError as exc:
             raise ConfigError(str(exc), where=f"pipe {context.pipe_id}: {context.where}") from None
 
     @property
     def join_plan(self) -> Any:
         return self.compiled.join_plan
+
+    @property
+    def datasets_read(self) -> frozenset[str]:
+        return self.compiled.datasets_read
 
     def transform(self, batch: list[dict[str, Any]], *,
                   bound: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

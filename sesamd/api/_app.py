@@ -17,6 +17,7 @@ from . import (
     _pipes,
     _publishers,
     _receivers,
+    _run_all,
     _status,
     _systems,
     _variables,
@@ -30,10 +31,11 @@ from ._routes import Resource, Route, install
 
 __all__ = ["RESOURCES", "create_app", "routes_of"]
 
-RESOURCES: list[Resource] = [_status.resource, _configs.resource, _variables.resource, _pipes.resource,
-                             _datasets.resource, _systems.resource, _metadata.resource, _admin.resource,
-                             _events.resource, _login.resource, _openapi.resource, _receivers.resource,
-                             _publishers.resource]
+RESOURCES: list[Resource] = [_status.resource, _configs.resource, _variables.resource,
+                             _run_all.resource,  # before pipes: /pipes/run-all-pipes is no /pipes/<pipe_id>
+                             _pipes.resource, _datasets.resource, _systems.resource, _metadata.resource,
+                             _admin.resource, _events.resource, _login.resource, _openapi.resource,
+                             _receivers.resource, _publishers.resource]
 
 MAX_BODY = 256 << 20  # bytes: a config or entity upload larger than this is a 413
 IDLE_BODY_SECONDS = 10.0  # a request body of which nothing arrives this long is dropped (408)
