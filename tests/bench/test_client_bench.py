@@ -1,0 +1,70 @@
+"""The client benchmark (scripts/bench/client.py) at a tiny size against a real ``sesamd serve``: the generated
+project is valid and runs to stable, ``sesam test`` and the bare-API baseline both pass and are timed, a wrong
+expected file fails the baseline's check, and the table names both. No timing assertions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "client.py"
+PIPES = 15  # three of each kind
+
+
+def _load():
+    name = "sesamd_bench_client"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        saved = list(sys.path)
+        try:
+            spec.loader.exec_module(module)  # it puts the project root and scripts/bench on sys.path
+        finally:
+            sys.path[:] = saved  # scripts/bench holds dtl.py and storage.py: keep it off the path after
+    return module
+
+
+bench = _load()
+
+
+def test_the_generated_project_has_every_kind_and_chains_its_aggregates(tmp_path: Path) -> None:
+    endpoints = bench.generate_project(tmp_path, PIPES)
+    files = sorted(p.name for p in (tmp_path / "pipes").iterdir())
+    assert len(files) == PIPES and endpoints == ["out-0", "out-1", "out-2"]
+    agg = json.loads((tmp_path / "pipes" / "agg-2.conf.json").read_text())
+    assert "agg-1 p" in json.dumps(agg)  # each aggregate hops into the one before
+    assert json.loads((tmp_path / "test-env.json").read_text()) == {}
+    with pytest.raises(ValueError, match="multiple of 5"):
+        bench.project_pipes(12)
+
+
+def test_benchmark_times_both_and_names_them(tmp_path: Path) -> None:
+    report = bench.measure(PIPES, rounds=1, scratch=str(tmp_path), log=lambda s: None)
+    assert report["config"] == {"pipes": PIPES, "endpoints": 3, "rounds": 1}
+    assert all(report["figures"][name] > 0 for name in bench.FIGURES)
+    table = bench.table(report)
+    assert "sesam test, generated project" in table and "bare API calls" in table and "met?" in table
+
+
+def test_the_baseline_fails_on_a_wrong_expected_file(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    endpoints = bench.generate_project(project, PIPES)
+    with bench.serve_process(tmp_path / "node") as daemon:
+        bench.sesam(daemon, project, "upload")
+        bench.sesam(daemon, project, "run")
+        bench.sesam(daemon, project, "update")
+        bench.api_baseline(daemon, project, endpoints)  # as updated: equal
+        expected = project / "expected" / "out-1.json"
+        entities = json.loads(expected.read_text())
+        entities[0]["rank"] = not entities[0]["rank"]
+        expected.write_text(json.dumps(entities))
+        with pytest.raises(RuntimeError, match="out-1 differs"):
+            bench.api_baseline(daemon, project, endpoints)
+        with pytest.raises(RuntimeError, match="sesam verify exited 1"):
+            bench.sesam(daemon, project, "verify")
