@@ -13,6 +13,7 @@ run-all-pipes family, admin) are built on :meth:`request` and :meth:`json`; each
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
@@ -301,7 +302,17 @@ def _error(method: str, path: str, response: httpx.Response) -> ApiError:
     if status in (401, 403):
         hint = "the JWT is missing, invalid or expired" if status == 401 else "the JWT lacks the permission"
         return AuthError(f"{where}: {status} ({hint}): {detail}", status=status, body=body)
-    return ApiError(f"{where}: {status} {response.reason_phrase}: {detail}", status=status, body=body)
+    return ApiError(f"{where}: {status} {_reason(response)}: {detail}", status=status, body=body)
+
+
+def _reason(response: httpx.Response) -> str:
+    """The status line's reason, or the standard one when the server sent none (HTTP/2, some servers)."""
+    if response.reason_phrase:
+        return response.reason_phrase
+    try:
+        return HTTPStatus(response.status_code).phrase
+    except ValueError:
+        return "Error"
 
 
 def _detail(body: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ METADATA = "node-metadata.conf.json"
 CONFIG_FOLDERS = ("pipes", "systems")
 JINJA_FILE = ".jinja_vars"
 ADDITIONAL_PARAMETERS = "../.additional_parameters.json"
+PLACEHOLDER = re.compile(r"\{\{@ (\S+?) @\}\}")
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ class Project:
         """The project with its whitelist file (relative to ``root``) and ``.jinja_vars`` read."""
         whitelist = load_whitelist(root / whitelist_file) if whitelist_file else None
         jinja = root / JINJA_FILE
-        variables = read_settings(jinja) if jinja.is_file() else {}
+        variables = read_settings(jinja, lower=False) if jinja.is_file() else {}
         return cls(root, profile, whitelist, variables)
 
     # -- env --------------------------------------------------------------------------------------------
@@ -190,14 +192,23 @@ class Project:
         return names
 
     def substitute(self, text: str) -> str:
-        """``{{@ name @}}`` placeholders replaced by their ``.jinja_vars`` values."""
-        for name, value in self.jinja_vars.items():
-            text = text.replace(f"{{{{@ {name} @}}}}", value)
-        return text
+        """``{{@ name @}}`` placeholders replaced by their ``.jinja_vars`` values. Names match as written, or
+        else ignoring case (sesam-py reads the file's names lower-cased); unknown placeholders stay."""
+        if not self.jinja_vars or "{{@" not in text:
+            return text
+        folded = {name.lower(): value for name, value in reversed(self.jinja_vars.items())}
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            found = self.jinja_vars.get(name, folded.get(name.lower()))
+            return match.group(0) if found is None else found
+
+        return PLACEHOLDER.sub(value, text)
 
     def restore_placeholders(self, text: str) -> str:
-        """The reverse of :meth:`substitute` (each value back to its placeholder)."""
-        for name, value in self.jinja_vars.items():
+        """The reverse of :meth:`substitute` (each value back to its placeholder, the longest values first so
+        that a value inside another one does not break it up)."""
+        for name, value in sorted(self.jinja_vars.items(), key=lambda item: -len(item[1])):
             if value:
                 text = text.replace(value, f"{{{{@ {name} @}}}}")
         return text

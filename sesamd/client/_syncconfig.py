@@ -47,8 +47,9 @@ def find_file(name: str = DEFAULT_FILE, start: Path | None = None) -> Path | Non
     return None
 
 
-def parse_settings(text: str, where: str) -> dict[str, str]:
-    """The keys (lower-cased) and values of a settings file: a JSON object, else ``key=value`` lines."""
+def parse_settings(text: str, where: str, *, lower: bool = True) -> dict[str, str]:
+    """The keys (lower-cased unless ``lower`` is false) and values of a settings file: a JSON object, else
+    ``key=value`` lines."""
     text = text.removeprefix("\ufeff")
     try:
         value = json.loads(text)
@@ -56,10 +57,18 @@ def parse_settings(text: str, where: str) -> dict[str, str]:
         pass
     else:
         if isinstance(value, dict):
-            return {str(k).lower(): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+            return {str(k).lower() if lower else str(k): v if isinstance(v, str) else json.dumps(v)
+                    for k, v in value.items()}
     parser = configparser.ConfigParser(interpolation=None, comment_prefixes=("#", ";"), strict=False)
+    if not lower:
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
         parser.read_string("[sesam]\n" + text, source=where)
+    except configparser.ParsingError as exc:  # name the first bad line (the header line above is line 1)
+        number = exc.errors[0][0] - 1 if exc.errors else 0
+        lines = text.splitlines()
+        bad = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+        raise ProjectError(f"{where}: not JSON and not KEY=value lines: line {number} is {bad!r}") from None
     except configparser.Error as exc:
         first = str(exc).splitlines()[0]
         raise ProjectError(f"{where}: not JSON and not KEY=value lines: {first}") from None
@@ -71,13 +80,13 @@ def _unquote(value: str) -> str:
     return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
 
 
-def read_settings(path: Path) -> dict[str, str]:
+def read_settings(path: Path, *, lower: bool = True) -> dict[str, str]:
     """:func:`parse_settings` of a file (a :class:`ProjectError` when it cannot be read)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProjectError(f"{path}: cannot be read: {exc}") from None
-    return parse_settings(text, str(path))
+    return parse_settings(text, str(path), lower=lower)
 
 
 def resolve(node: str | None = None, jwt: str | None = None, *, file_name: str = DEFAULT_FILE,
@@ -94,7 +103,8 @@ def resolve(node: str | None = None, jwt: str | None = None, *, file_name: str =
             node = node or values.get("node") or None
             jwt = jwt or values.get("jwt") or None
     if not node or not jwt:
-        raise ClientError(MISSING)
+        lacking = " and ".join(name for name, value in (("NODE", node), ("JWT", jwt)) if not value)
+        raise ClientError(MISSING + (f" ({found} has no {lacking} line)" if found is not None else ""))
     return Settings(api_url(node), bearer_token(jwt), found)
 
 

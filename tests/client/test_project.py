@@ -230,3 +230,11 @@ def test_testdata_files_are_named_by_pipe_id_and_whitelisted(tmp_path: Path) -> 
     assert [pipe for pipe, _ in Project(tmp_path).testdata_files()] == ["Input-Pipe-3", "other"]
     (tmp_path / "w").write_text("pipes/other.conf.json\n")
     assert [pipe for pipe, _ in Project.open(tmp_path, whitelist_file="w").testdata_files()] == ["other"]
+
+
+def test_jinja_placeholders_match_the_names_as_written_or_ignoring_case(tmp_path: Path) -> None:
+    (tmp_path / ".jinja_vars").write_text("Team=Crew\nURL=http://x\n")
+    project = Project.open(tmp_path)
+    assert project.jinja_vars == {"Team": "Crew", "URL": "http://x"}
+    text = '{"a": "{{@ Team @}}", "b": "{{@ url @}}", "c": "{{@ other @}}", "d": "{{@Team@}}"}'
+    assert project.substitute(text) == '{"a": "Crew", "b": "http://x", "c": "{{@ other @}}", "d": "{{@Team@}}"}'
