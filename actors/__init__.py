@@ -15,9 +15,25 @@ from ._engine import (
 )
 from ._events import EventBus, Subscription
 from ._pipeline import run_pipeline
-from ._pump import PipeActor, PumpConflict, PumpOperationError
-from ._runtime import Actor, ActorRef, ChildStatus, RestartPolicy, Supervisor
-from ._systems import SystemActor
+from ._pump import (
+    HoldSchedule,
+    Operate,
+    PipeActor,
+    PipeRef,
+    PumpConflict,
+    PumpOperationError,
+    PumpStatus,
+    Runner,
+    RunOnce,
+    Stop,
+    StopScheduling,
+    WaitIdle,
+    Wake,
+    pump_json,
+    start_pipe,
+)
+from ._runtime import Actor, ActorRef, ActorUnavailable, ChildStatus, Reply, Request, RestartPolicy, Supervisor
+from ._systems import Reload, SystemActor, SystemStatus
 from .components import ConfigError
 
 __all__ = [
@@ -31,6 +47,23 @@ __all__ = [
     "run_pipeline",
     "Actor",
     "ActorRef",
+    "ActorUnavailable",
+    "HoldSchedule",
+    "Operate",
+    "PipeRef",
+    "PumpStatus",
+    "Reload",
+    "Reply",
+    "Request",
+    "RunOnce",
+    "Runner",
+    "Stop",
+    "StopScheduling",
+    "SystemStatus",
+    "WaitIdle",
+    "Wake",
+    "pump_json",
+    "start_pipe",
     "ChildStatus",
     "ConfigError",
     "Datasets",

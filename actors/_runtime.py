@@ -1,23 +1,93 @@
 """A small Trio actor runtime: actors with mailboxes, and a supervisor that restarts them.
 
 An actor is a Trio task that reads messages from its mailbox (a bounded memory channel); other tasks
-hold an :class:`ActorRef` to send to it. A :class:`Supervisor` runs its children in its own nursery and
-catches their crashes: a crashed child is restarted after an exponential back-off, and after too many
-restarts inside a window it is given up on and marked failed. A crash never reaches the siblings or the
-supervisor's caller.
+hold an :class:`ActorRef` to send to it. Messages are frozen dataclasses; one that wants an answer is a
+:class:`Request`, carrying a one-shot :class:`Reply` that the actor answers (``await ref.ask(request)``). A
+request the actor never takes (it stopped or failed for good) is answered with :class:`ActorUnavailable`.
+
+A :class:`Supervisor` runs its children in its own nursery and catches their crashes: a crashed child is
+restarted after an exponential back-off, and after too many restarts inside a window it is given up on and
+marked failed. A crash never reaches the siblings or the supervisor's caller.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
-__all__ = ["Actor", "ActorRef", "ChildStatus", "RestartPolicy", "Supervisor"]
+__all__ = ["Actor", "ActorRef", "ActorUnavailable", "ChildStatus", "Reply", "Request", "RestartPolicy",
+           "Supervisor"]
+
+_T = TypeVar("_T")
+
+
+class ActorUnavailable(RuntimeError):
+    """The actor did not take the request: it has stopped or failed for good, or it was not running within
+    the asker's ``accept_within``."""
+
+
+class Reply(Generic[_T]):
+    """The one-shot answer to a :class:`Request`: the actor :meth:`take` s the request (False: the asker gave
+    up before, skip it), then :meth:`send` s a value or :meth:`fail` s with an error, once."""
+
+    __slots__ = ("_done", "_error", "_taken", "_value", "_withdrawn")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._taken = trio.Event()
+        self._withdrawn = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def take(self) -> bool:
+        if self._withdrawn:
+            return False
+        self._taken.set()
+        return True
+
+    def withdraw(self) -> bool:
+        """The asker gives up unless the actor took the request already; True if withdrawn."""
+        if self._taken.is_set():
+            return False
+        self._withdrawn = True
+        return True
+
+    def send(self, value: _T) -> None:
+        if not self._done.is_set():
+            self._value = value
+            self._done.set()
+            self._taken.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Answer with ``error`` (also a request never taken: a refusal)."""
+        if not self._done.is_set():
+            self._error = error
+            self._done.set()
+            self._taken.set()
+
+    @property
+    def answered(self) -> bool:
+        return self._done.is_set()
+
+    async def taken(self) -> None:
+        await self._taken.wait()
+
+    async def receive(self) -> _T:
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A message that wants an answer: the actor answers its ``reply`` (made with the message)."""
+
+    reply: Reply[Any] = field(default_factory=Reply, kw_only=True, compare=False, repr=False)
 
 
 class Actor(Protocol):
@@ -38,6 +108,28 @@ class ActorRef:
     async def send(self, message: Any) -> None:
         """Deliver a message, waiting while the mailbox is full (back-pressure)."""
         await self._send.send(message)
+
+    async def ask(self, request: Request, *, accept_within: float | None = None) -> Any:
+        """Send ``request`` and wait for its answer (raised if it is an error). With ``accept_within``, an
+        actor that has not taken the request within so many seconds (it is restarting) never gets it:
+        :class:`ActorUnavailable`. A stopped actor answers :class:`ActorUnavailable`."""
+        with trio.move_on_after(accept_within if accept_within is not None else float("inf")):
+            try:
+                await self._send.send(request)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise ActorUnavailable(f"actor '{self.name}' has stopped") from None
+            await request.reply.taken()
+        if request.reply.withdraw():
+            raise ActorUnavailable(f"actor '{self.name}' is not running (it is restarting)")
+        return await request.reply.receive()
+
+    async def tell(self, message: Any) -> bool:
+        """Deliver a message, waiting while the mailbox is full; False if the actor has stopped."""
+        try:
+            await self._send.send(message)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
 
     def try_send(self, message: Any) -> bool:
         """Deliver a message if the mailbox has room; False if it is full or closed."""
@@ -166,7 +258,8 @@ class Supervisor:
                         if len(status.crash_times) > policy.max_restarts:
                             status.state = "failed"
                             self._on_event("actor-failed", {"actor": status.name, "error": status.last_error})
-                            await trio.sleep(math.inf)  # stay visible as failed until stopped
+                            async for message in mailbox:  # stay visible as failed until stopped
+                                _refuse(message, status.name, "has failed")
                         attempt += 1
                         status.restarts += 1
                         status.state = "restarting"
@@ -179,7 +272,25 @@ class Supervisor:
         finally:
             if status.state != "failed":
                 status.state = "stopped"
+            _refuse_waiting(mailbox, status.name)
             child.stopped.set()
+
+
+def _refuse(message: Any, name: str, why: str) -> None:
+    if isinstance(message, Request):
+        message.reply.fail(ActorUnavailable(f"actor '{name}' {why}"))
+
+
+def _refuse_waiting(mailbox: trio.MemoryReceiveChannel[Any], name: str) -> None:
+    """Answer the requests still queued for a child that has stopped for good, and close its mailbox (later
+    sends fail at once)."""
+    while True:
+        try:
+            message = mailbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            break
+        _refuse(message, name, "has stopped")
+    mailbox.close()
 
 
 async def _run_actor(factory: Callable[[], Actor], mailbox: trio.MemoryReceiveChannel[Any]) -> None:

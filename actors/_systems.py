@@ -5,22 +5,39 @@ when it is stopped, cancelled or crashes (the supervisor then restarts it, which
 ``limiter`` (``worker_threads`` tokens, node-spec 10.0) caps how many pipes run against the system at once;
 it lives as long as the actor, across restarts. Pipes use ``async with actor.using() as system:``.
 
-Mailbox messages: ``"reopen"`` closes and reopens the resources; anything else is a bug and crashes it.
+Mailbox messages (frozen dataclasses): :class:`Reload` closes and reopens the resources; anything else is a
+bug and crashes it. The actor publishes a :class:`SystemStatus` snapshot on every change of state (``status``:
+the registry and the API read it without a round trip).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import trio
 
 from .components import System
 
-__all__ = ["SystemActor"]
+__all__ = ["Reload", "SystemActor", "SystemStatus"]
 
 CLOSE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Reload:
+    """Close the system's clients and pools and open them anew."""
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    """What a system actor shows of itself: ``state`` is starting, open, closing, stopped or crashed."""
+
+    state: str = "starting"
+    opens: int = 0
+    last_error: str | None = None
 
 
 class SystemActor:
@@ -29,10 +46,11 @@ class SystemActor:
     def __init__(self, system: System) -> None:
         self.system = system
         self.limiter = trio.CapacityLimiter(system.worker_threads)
-        self.state = "starting"  # starting, open, closing, stopped, crashed
-        self.opens = 0
-        self.last_error: str | None = None
+        self.status = SystemStatus()
         self._open = trio.Event()
+
+    def _set(self, **changes: Any) -> None:
+        self.status = replace(self.status, **changes)
 
     @property
     def id(self) -> str:
@@ -42,34 +60,33 @@ class SystemActor:
         try:
             await self._open_system()
             async for message in mailbox:
-                if message == "reopen":
+                if type(message) is Reload:
                     await self._close_system()
                     await self._open_system()
                 else:
                     raise TypeError(f"system actor '{self.id}' got an unknown message {type(message).__name__}")
-            self.state = "stopped"
+            self._set(state="stopped")
         except BaseException as exc:
-            self.state = "stopped" if isinstance(exc, trio.Cancelled) else "crashed"
+            self._set(state="stopped" if isinstance(exc, trio.Cancelled) else "crashed")
             if isinstance(exc, Exception):
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._set(last_error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            final = self.state
+            final = self.status.state
             await self._close_system()
-            self.state = final
+            self._set(state=final)
 
     async def _open_system(self) -> None:
-        self.state = "starting"
+        self._set(state="starting")
         await self.system.open()
-        self.opens += 1
-        self.state = "open"
+        self._set(state="open", opens=self.status.opens + 1)
         self._open.set()
 
     async def _close_system(self) -> None:
         """Close the resources, also while being cancelled (shielded, bounded in time)."""
         if self._open.is_set():
             self._open = trio.Event()
-        self.state = "closing"
+        self._set(state="closing")
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             await self.system.close()
 
@@ -89,11 +106,11 @@ class SystemActor:
         return {
             "is-valid-config": True,
             "config-errors": [],
-            "state": self.state,
+            "state": self.status.state,
             "worker-threads": self.limiter.total_tokens,
             "pipes-running": self.limiter.borrowed_tokens,
             "pipes-waiting": self.limiter.statistics().tasks_waiting,
-            "opens": self.opens,
-            "last-error": self.last_error,
+            "opens": self.status.opens,
+            "last-error": self.status.last_error,
             "system": self.system.status(),
         }

@@ -1,5 +1,7 @@
-"""Test doubles for the actor runtime. Drive time with pytest-trio's ``autojump_clock`` (a MockClock), or
-with :func:`thread_aware_mock_clock` when the code under test runs work in ``trio.to_thread`` workers."""
+"""Test doubles for the actor runtime (one of each: tests import them rather than write their own).
+
+Drive time with pytest-trio's ``autojump_clock`` (a MockClock), or with :func:`thread_aware_mock_clock` when
+the code under test runs work in ``trio.to_thread`` workers."""
 
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from urllib.parse import parse_qsl, urlsplit
 import trio
 import trio.testing
 
+from ._datasets import DatasetWrite
 from ._retention import LOG_RETENTION_HOURS
 
-__all__ = ["SQL_DIALECTS", "Answer", "EventLog", "RecordingActor", "RunnerDouble", "ScratchDatabase",
-           "ScriptedCrashActor", "WebRequest", "WebServer", "autojump_unless_threads_run", "run_in_thread",
-           "scratch_database", "thread_aware_mock_clock"]
+__all__ = ["SQL_DIALECTS", "Answer", "EventLog", "FakeRunner", "RecordingActor", "RecordingWriters", "ScratchDatabase",
+           "ScriptedCrashActor", "WebRequest", "WebServer", "autojump_unless_threads_run", "check_runner",
+           "run_in_thread", "scratch_database", "thread_aware_mock_clock"]
 
 
 def autojump_unless_threads_run(clock: trio.testing.MockClock) -> trio.testing.MockClock:
@@ -85,29 +88,100 @@ class EventLog(list[tuple[str, dict[str, Any]]]):
         return [kind for kind, _ in self]
 
 
-class RunnerDouble:
-    """A base for :class:`~actors.PipeRunner` doubles: everything the pump and the node ask of a runner, with
-    the answers of a plain pipe (no metadata, no hops, signalling, a populated sink, nothing to reprocess, no
-    known end of its source), so production code never needs fallbacks for doubles. Subclasses set
-    ``pipe_id`` and ``config`` and implement what their test drives (``run``, offsets)."""
+class FakeRunner:
+    """A complete :class:`~actors.Runner` double (it passes :func:`check_runner`): a plain pipe from
+    ``config`` (by default a dataset source ``in`` and a dataset sink named after the pipe) with an int
+    offset; :meth:`run` (driven by :func:`run_in_thread`) counts runs and can fail (``fail``), block until
+    stopped (``block``) or take its time. No metadata, signalling on, a populated sink, nothing to reprocess,
+    no known end of its source. Its source datasets come from ``source.dataset`` and its tracked datasets
+    from ``config["hops"]``."""
 
-    pipe_id: str = "p"
-    config: dict[str, Any]  # each double's own
-    metadata: Mapping[str, Any] = MappingProxyType({})
-    pumped = True
-    signalling = True
-    source_datasets: tuple[str, ...] | list[str] = ()
-    tracked_datasets: tuple[str, ...] | list[str] = ()
-    sink_dataset: str | None = None
     log_retention_hours = LOG_RETENTION_HOURS
     reprocessing_policy = "continue"
+    pumped = True
+
+    def __init__(self, pipe_id: str = "p", *, config: dict[str, Any] | None = None, source: str = "dataset",
+                 changes: int = 2, processed: int = 3, **pump: Any) -> None:
+        if config is None:
+            config = {"_id": pipe_id, "type": "pipe", "source": {"type": source, "dataset": "in"},
+                      "sink": {"type": "dataset", "dataset": pipe_id}, "pump": pump}
+        self.pipe_id: str = config["_id"]
+        self.original = config
+        self.config: dict[str, Any] = config
+        self.metadata: Mapping[str, Any] = MappingProxyType({})
+        self.signalling: bool = config.get("signalling", True)
+        self.offset: Any = None
+        self.end = 100
+        self.changes = changes
+        self.processed = processed
+        self.fail: str | None = None  # the message of a PipeRunError each run raises
+        self.block = False  # run until asked to stop
+        self.entered = threading.Event()  # a run has begun
+        self.runs: list[tuple[str, float]] = []  # (kind, trio time at the start)
+        self.stopped_runs = 0
+        self.tracking: dict[str, int] = {}
+        self.plans: list[Any] = []  # no DTL joins
 
     @property
     def source_config(self) -> dict[str, Any]:
         return self.config.get("source") or {}
 
+    @property
+    def sink_dataset(self) -> str | None:
+        sink = self.config.get("sink") or {"dataset": self.pipe_id}
+        return sink.get("dataset") if isinstance(sink, dict) else None
+
+    @property
+    def source_datasets(self) -> list[str]:
+        dataset = self.source_config.get("dataset")
+        return [dataset] if isinstance(dataset, str) else []
+
+    @property
+    def tracked_datasets(self) -> list[str]:
+        return list(self.config.get("hops", []))
+
+    @property
+    def input_datasets(self) -> frozenset[str]:
+        return frozenset(self.source_datasets) | frozenset(self.tracked_datasets)
+
+    def run(self, *, kind: str = "auto", should_stop: Callable[[], bool] = lambda: False) -> Any:
+        from ._engine import PipeRunError, RunResult
+
+        self.runs.append((kind, trio.from_thread.run_sync(trio.current_time)))
+        sync_type = "full" if kind == "full" or self.offset is None else "incremental"
+        self.entered.set()
+        if self.fail:
+            raise PipeRunError(self.fail, entity={"_id": "bad-one", "x": 1})
+        while self.block:
+            if should_stop():
+                self.stopped_runs += 1
+                return RunResult(sync_type, processed=1, offset=self.offset, stopped=True)
+            threading.Event().wait(0.001)
+        self.offset = (self.offset or 0) + self.processed
+        return RunResult(sync_type, processed=self.processed, changes=self.changes, source_time=0.25,
+                         transform_time=0.5, sink_time=0.125, offset=self.offset)
+
+    def get_offset(self) -> Any:
+        return self.offset
+
+    def offset_write(self, value: Any) -> DatasetWrite:
+        return DatasetWrite(f"{self.pipe_id}-state", lambda _dataset: setattr(self, "offset", value))
+
+    def end_offset_write(self) -> DatasetWrite:
+        return self.offset_write(self.end)
+
+    def tracking_offsets(self) -> dict[str, int]:
+        return dict(self.tracking)
+
+    def tracking_write(self, to: str) -> DatasetWrite:
+        ends = {name: 0 if to == "start" else self.end for name in self.tracked_datasets}
+        return DatasetWrite(f"{self.pipe_id}-state", lambda _dataset: setattr(self, "tracking", ends))
+
     def sink_populated(self) -> bool:
         return True
+
+    def load_writes(self) -> list[DatasetWrite]:
+        return []
 
     def sync_record(self) -> dict[str, Any] | None:
         """None: no record, so no out-of-sync check (the real runner records its config and inputs)."""
@@ -116,14 +190,91 @@ class RunnerDouble:
     def out_of_sync(self, recorded: Any, now: Any) -> list[dict[str, Any]]:
         return []
 
-    def load_writes(self) -> list[Any]:
-        return []
-
     def queues(self) -> dict[str, Any]:
         return {"source": 0, "dependencies": {}}
 
     def source_end(self) -> int | None:
         return None
+
+    def preview(self, stage: str = "sink", since: Any = None, limit: int | None = None) -> list[dict[str, Any]]:
+        return []
+
+
+def check_runner(runner: Any) -> None:
+    """Check that ``runner`` has everything of the :class:`~actors.Runner` protocol, with values of the right
+    kinds (its methods are called: use it on a runner whose pipe may read its datasets); raises
+    AssertionError naming what is missing or wrong."""
+    import inspect
+
+    from ._engine import PipeRunError
+    from ._pump import Runner
+
+    members = {name for name in dir(Runner) if not name.startswith("_")} | set(
+        inspect.get_annotations(Runner))
+    missing = sorted(name for name in members if not hasattr(runner, name))
+    assert not missing, f"{type(runner).__name__} lacks {', '.join(missing)} of the Runner protocol"
+    for name in members:
+        declared = inspect.getattr_static(Runner, name, None)
+        if callable(declared) and not isinstance(declared, property):
+            assert callable(getattr(runner, name)), f"{type(runner).__name__}.{name} is not callable"
+    assert isinstance(runner.pipe_id, str) and runner.pipe_id
+    for name in ("original", "config", "source_config"):
+        assert isinstance(getattr(runner, name), dict), f"{type(runner).__name__}.{name} is not a dict"
+    assert isinstance(runner.pumped, bool) and isinstance(runner.signalling, bool)
+    assert runner.sink_dataset is None or isinstance(runner.sink_dataset, str)
+    for name in ("source_datasets", "tracked_datasets"):
+        value = getattr(runner, name)
+        assert isinstance(value, list) and all(isinstance(d, str) for d in value), f"{name}: {value!r}"
+    assert isinstance(runner.input_datasets, frozenset)
+    assert runner.input_datasets >= {*runner.source_datasets, *runner.tracked_datasets}
+    assert isinstance(runner.plans, list)
+    assert runner.reprocessing_policy in ("continue", "automatic", "manual")
+    assert isinstance(runner.log_retention_hours, int | float)
+    queues = runner.queues()
+    assert isinstance(queues.get("dependencies"), dict) and "source" in queues, f"queues: {queues!r}"
+    assert isinstance(runner.sink_populated(), bool)
+    assert all(isinstance(write, DatasetWrite) for write in runner.load_writes())
+    assert isinstance(runner.offset_write(None), DatasetWrite)
+    for change in (runner.end_offset_write, lambda: runner.tracking_write("end")):
+        try:
+            assert isinstance(change(), DatasetWrite)
+        except PipeRunError:  # a pipe that cannot do it says why (the operation is then a 400)
+            pass
+    assert isinstance(runner.tracking_offsets(), dict)
+    record = runner.sync_record()
+    assert record is None or isinstance(record, dict)
+    if record is not None:
+        assert isinstance(runner.out_of_sync(None, record), list)
+    end = runner.source_end()
+    assert end is None or type(end) is int
+    assert isinstance(runner.preview("sink", limit=1), list)
+
+
+class RecordingWriters:
+    """Writers (:class:`~actors._pipeline.Writer`) that apply each write through ``inner`` (the node's
+    :class:`~actors.DatasetWriters`; by default single writers without a supervisor over ``datasets``) and
+    keep ``(dataset, returned value)`` of each in ``writes``."""
+
+    def __init__(self, inner: Any = None, *, datasets: Any = None) -> None:
+        from ._dataset_actor import DatasetWriters
+
+        assert (inner is None) != (datasets is None), "give inner writers or datasets"
+        self.inner = inner if inner is not None else DatasetWriters(datasets)
+        self.writes: list[tuple[str, Any]] = []
+
+    async def apply(self, write: DatasetWrite, *, run_on: Any = None) -> Any:
+        value = await self.inner.apply(write, run_on=run_on)
+        self.writes.append((write.dataset, value))
+        return value
+
+    @property
+    def applied(self) -> list[str]:
+        """The datasets written, in order."""
+        return [dataset for dataset, _ in self.writes]
+
+    def returned(self, dataset: str) -> list[Any]:
+        """What each write to ``dataset`` returned, in order."""
+        return [value for name, value in self.writes if name == dataset]
 
 
 async def run_in_thread(runner: Any, *, kind: str, writers: Any, should_stop: Callable[[], bool],

@@ -6,7 +6,8 @@ bus, and applies the stored config. :meth:`Node.apply_config` validates an uploa
 hash: new pipes start, removed ones stop, changed ones restart, unchanged ones keep running undisturbed.
 
 The engine (runners, datasets) and the pump (pipe actors) are reached through :class:`Engine`, so tests
-can substitute small fakes.
+can substitute small fakes. The node keeps each pipe actor's :class:`~actors.PipeRef` and drives it only
+through its mailbox (the message protocol: :mod:`actors._pump`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,19 @@ from typing import Any
 import trio
 
 import storage
-from actors import DatasetWrite, DatasetWriters, Supervisor
+from actors import (
+    DatasetWrite,
+    DatasetWriters,
+    HoldSchedule,
+    PipeActor,
+    PipeRef,
+    Runner,
+    StopScheduling,
+    Supervisor,
+    Wake,
+    pump_json,
+    start_pipe,
+)
 from actors.components._clock import FROZEN_TIME, FROZEN_TIME_ENV
 
 from . import __version__
@@ -65,15 +78,14 @@ class UnknownPipe(KeyError):
 class Engine:
     """How the node builds and runs pipes (the real engine and pump, or test doubles).
 
-    ``build_runner(config, datasets, metadata)`` compiles a pipe (raising one of ``config_errors`` naming
-    the path); ``make_actor(pipe_id, runner, node)`` returns its pipe actor: ``run(mailbox)``, ``async
-    operate(op, params)``, ``pump_json()`` and ``wake()``. A runner may have ``load_writes()`` (writes to
-    apply when the pipe is loaded) and ``signalling`` (whether dataset commits wake it; default true).
+    ``build_runner(config, datasets, metadata)`` compiles a pipe into a :class:`~actors.Runner` (raising one
+    of ``config_errors`` naming the path); ``make_actor(pipe_id, runner, node)`` returns its
+    :class:`~actors.PipeActor`, which the node starts under its supervisor and then only sends messages.
     """
 
     make_datasets: Callable[[storage.DataDir], Any]
-    build_runner: Callable[[dict[str, Any], Any, dict[str, Any] | None], Any]
-    make_actor: Callable[[str, Any, Node], Any]
+    build_runner: Callable[[dict[str, Any], Any, dict[str, Any] | None], Runner]
+    make_actor: Callable[[str, Runner, Node], PipeActor]
     make_events: Callable[[], Any]
     config_errors: tuple[type[BaseException], ...] = (ValueError,)
 
@@ -83,7 +95,7 @@ def default_engine() -> Engine:
     from actors import _datasets, _engine, _events, _pump
     from actors.components import ConfigError
 
-    def make_actor(pipe_id: str, runner: Any, node: Node) -> Any:
+    def make_actor(pipe_id: str, runner: Any, node: Node) -> PipeActor:
         return _pump.PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.events,
                                limiter=node.run_limiter, scheduler_enabled=node.schedules(pipe_id, runner),
                                writers=node.writers)
@@ -105,9 +117,9 @@ class PipeState:
     original: dict[str, Any]
     effective: dict[str, Any]
     hash: str
-    runner: Any | None = None
+    runner: Runner | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
-    actor: Any | None = None
+    actor: PipeRef | None = None  # the address of its running actor
 
     @property
     def actor_name(self) -> str:
@@ -240,9 +252,13 @@ class Node:
         meanwhile, while the test scheduler drives the pipes (:mod:`sesamd._run_all`)."""
         self._schedules_held = held
         for state in self.pipes.values():
-            hold = getattr(state.actor, "hold_schedule", None)
-            if hold is not None:
-                hold(held)
+            if state.actor is not None:
+                self._notify(state.actor, HoldSchedule(held))
+
+    def _notify(self, ref: PipeRef, message: Wake | HoldSchedule | StopScheduling) -> None:
+        """Send a notice to a pipe actor without waiting (from a task of the node's when its mailbox is full)."""
+        if not ref.notify(message) and self._tasks is not None:
+            self._tasks.start_soon(ref.tell, message)
 
     def schedules(self, pipe_id: str, runner: Any) -> bool:
         """Whether a pipe's pump schedules itself: the node scheduler is on and, for a user pipe, metadata
@@ -250,7 +266,7 @@ class Node:
         that only the test scheduler runs them; a manual start still works)."""
         task_manager = self.metadata.get("task_manager") or {}
         disabled = isinstance(task_manager, dict) and task_manager.get("disable_user_pipes") is True
-        return self.scheduler_enabled and not (disabled and is_user_pipe(pipe_id, getattr(runner, "original", {})))
+        return self.scheduler_enabled and not (disabled and is_user_pipe(pipe_id, runner.original))
 
     # -- pipes -------------------------------------------------------------------------------------
 
@@ -273,14 +289,15 @@ class Node:
             raise PipeUnavailable(pipe_id, state)
         if operation in ("start", "start-rescan") and not self.accepting_runs:
             raise PipeUnavailable(pipe_id, state, "the node is shutting down and takes no new runs")
-        result: dict[str, Any] = await state.actor.operate(operation, dict(params))
-        return result
+        status = await state.actor.operate(operation, dict(params))
+        assert state.runner is not None
+        return pump_json(status, state.runner)
 
     def pump_json(self, pipe_id: str) -> dict[str, Any]:
+        """The pipe's pump object: its actor's published status with the runner's offset and queues."""
         state = self.pipe(pipe_id)
-        if state.actor is not None:
-            pump: dict[str, Any] = state.actor.pump_json()
-            return pump
+        if state.actor is not None and state.runner is not None:
+            return pump_json(state.actor.status, state.runner)
         return {"_id": f"pump:{pipe_id}", "runtime": {
             "is-running": False, "is-disabled": False, "is-valid-config": state.is_valid,
             "config-errors": state.errors, "supported-operations": [], "last-seen": None,
@@ -325,6 +342,15 @@ class Node:
             await self._switch(plan.pipes)
             await self._record_history(shown, removed)
             return plan.errors
+
+    async def validate_config(self, entities: Any) -> list[dict[str, Any]]:
+        """The errors :meth:`apply_config` would find in ``entities``; nothing is stored or started
+        (``sesamd lint``)."""
+        async with self._lock:
+            try:
+                return (await self._plan(entities)).errors
+            except ConfigValidationError as exc:
+                return exc.errors
 
     async def _record_history(self, shown: dict[str, Any], removed: list[str]) -> None:
         """Append the changed entities to the config history (change tracking keeps one version per change);
@@ -428,7 +454,7 @@ class Node:
     async def _load_pipe(self, state: PipeState) -> None:
         """Apply the writes a pipe asks for when it is loaded or configured (``set_initial_offset: onload``,
         its dead-letter dataset)."""
-        for write in state.runner.load_writes() if state.is_valid else ():
+        for write in state.runner.load_writes() if state.is_valid and state.runner is not None else ():
             try:
                 await self.writers.apply(write)
             except Exception as exc:  # the pipe still starts; its sink is just not marked populated
@@ -436,19 +462,18 @@ class Node:
                           exc)
 
     def _start_pipe(self, state: PipeState) -> None:
-        if not state.is_valid or self._supervisor is None:
+        if not state.is_valid or self._supervisor is None or state.runner is None:
             return
-
-        actor = state.actor = self.engine.make_actor(state.id, state.runner, self)
-        if self._schedules_held and hasattr(actor, "hold_schedule"):
-            actor.hold_schedule(True)
-        self._supervisor.start(state.actor_name, lambda: actor)  # a restart reuses it (it reloads its state)
+        actor = self.engine.make_actor(state.id, state.runner, self)
+        state.actor = start_pipe(self._supervisor, state.actor_name, actor)  # a restart reuses the actor
+        if self._schedules_held:
+            self._notify(state.actor, HoldSchedule(True))  # (its mailbox is empty: this never waits)
 
     async def _stop_pipe(self, state: PipeState, grace: float = 30.0) -> None:
         """Stop a pipe's actor; a run in progress first stops after its current batches commit."""
         if state.actor is not None:
             with trio.move_on_after(grace):
-                await self._stop_actor_run(state.actor)
+                await self.stop_run(state.actor)
         if self._supervisor is not None:
             await self._supervisor.stop(state.actor_name)
         state.actor = None
@@ -524,8 +549,9 @@ class Node:
         if not self.accepting_runs:
             return
         for state in self._dependents(dataset):
+            assert state.runner is not None and state.actor is not None
             if state.runner.sink_dataset != dataset and state.runner.signalling:
-                state.actor.wake()  # (never a pipe with its own output)
+                self._notify(state.actor, Wake())  # (never a pipe with its own output)
 
     async def stop_runs(self, grace: float = 30.0) -> None:
         """Stop taking new runs; running ones stop after their current batch commits (within ``grace``)."""
@@ -533,16 +559,17 @@ class Node:
         self.run_all.request_stop("the node is shutting down")
         actors = [s.actor for s in self.pipes.values() if s.actor is not None]
         for actor in actors:
-            actor.scheduler_enabled = False
+            self._notify(actor, StopScheduling())
         with trio.move_on_after(grace):
             async with trio.open_nursery() as nursery:
                 for actor in actors:
-                    nursery.start_soon(self._stop_actor_run, actor)
+                    nursery.start_soon(self.stop_run, actor)
 
     @staticmethod
-    async def _stop_actor_run(actor: Any) -> None:
-        if _is_running(actor):
-            await actor.operate("stop", {})
+    async def stop_run(actor: PipeRef) -> None:
+        """Stop the pipe's run in progress after its current batches and wait until its pump is idle."""
+        if actor.running:
+            await actor.stop()
         await actor.wait_idle()
 
     def close(self) -> None:
@@ -561,15 +588,6 @@ class PipeUnavailable(RuntimeError):
                 else "its pump is not running"
         super().__init__(f"pipe '{pipe_id}' cannot run: {reason}")
         self.pipe_id = pipe_id
-
-
-def _is_running(actor: Any) -> bool:
-    if actor is None:
-        return False
-    try:
-        return bool(actor.pump_json()["runtime"].get("is-running"))
-    except Exception:
-        return False
 
 
 def _with_frozen_time(metadata: dict[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 One run at a time, in the node's own nursery (a sync request waits for it; a client that goes away does not
 stop it). The decisions come from :mod:`sesamd._run_all_plan`; this module does the I/O: it holds the pumps'
-own schedules for the whole run (:meth:`actors.PipeActor.hold_schedule`, also for pipes restarted meanwhile),
-resets pipes and deletes sink datasets, and runs each pipe with :meth:`~actors.PipeActor.run_once` (the run a
-``start`` operation makes, logged and counted the same way). The groups of one topological level run side
-by side, bounded by the node's run limiter.
+own schedules for the whole run (:class:`actors.HoldSchedule`, also for pipes restarted meanwhile), resets
+pipes and deletes sink datasets, and runs each pipe with :class:`actors.RunOnce` (the run a ``start``
+operation makes, logged and counted the same way), all through the pipes' :class:`~actors.PipeRef`. The
+groups of one topological level run side by side, bounded by the node's run limiter.
 
 A pipe reading only datasets is not run again while none of the datasets it reads changed since the start
 of its last good run in this run-all (generation, next offset, populated flag): that run would find no work.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors import PumpConflict
+from actors import ActorUnavailable, PipeRef, PumpConflict
 
 from ._run_all_plan import (
     INPUT,
@@ -115,12 +115,9 @@ def pipe_nodes(pipes: Iterable[PipeState]) -> list[PipeNode]:
         runner = state.runner
         if runner is None or not state.is_valid or not is_user_pipe(state.id, state.original):
             continue
-        reads = getattr(runner, "input_datasets", None)
-        if reads is None:
-            reads = frozenset(runner.source_datasets) | frozenset(getattr(runner, "tracked_datasets", ()))
         source = state.effective.get("source") if isinstance(state.effective.get("source"), dict) else {}
-        found.append(PipeNode(state.id, classify(state.effective), frozenset(reads), runner.sink_dataset,
-                              pushed=source.get("type") == "http_endpoint"))
+        found.append(PipeNode(state.id, classify(state.effective), frozenset(runner.input_datasets),
+                              runner.sink_dataset, pushed=source.get("type") == "http_endpoint"))
     return found
 
 
@@ -131,7 +128,7 @@ class RunAllPipes:
         self.node = node
         self.current: Run | None = None
         self.runs: OrderedDict[str, Run] = OrderedDict()
-        self._running: set[Any] = set()  # the actors running a pipe for the current run
+        self._running: set[PipeRef] = set()  # the actors running a pipe for the current run
         self._seen: dict[str, tuple[Any, tuple[Any, ...]]] = {}  # pipe -> (runner, inputs at its last good run)
 
     @property
@@ -167,8 +164,8 @@ class RunAllPipes:
             run.stop_reason = reason
             run.say("WARNING", f"Stopping: {reason}")
         for actor in list(self._running):
-            if actor.is_running:
-                self.node.spawn(actor.operate, "stop", {})
+            if actor.running:
+                self.node.spawn(actor.stop)
         return run
 
     async def stop(self, timeout: float) -> Run | None:
@@ -247,7 +244,7 @@ class RunAllPipes:
         """Wait for the runs the pumps started before the hold to end."""
         async with trio.open_nursery() as nursery:
             for state in list(self.node.pipes.values()):
-                if state.actor is not None and hasattr(state.actor, "wait_idle"):
+                if state.actor is not None:
                     nursery.start_soon(state.actor.wait_idle)
 
     async def _reset(self, run: Run, nodes: list[PipeNode], order: Plan) -> None:
@@ -296,7 +293,7 @@ class RunAllPipes:
         if runner is None or not runner.source_datasets:
             return None
         found = []
-        for name in sorted(getattr(runner, "input_datasets", runner.source_datasets)):
+        for name in sorted(runner.input_datasets):
             dataset = self.node.datasets.get(name)
             found.append((name, None, None, None) if dataset is None
                          else (name, dataset.generation, dataset.next_offset, dataset.populated))
@@ -321,6 +318,8 @@ class RunAllPipes:
                     break
                 except PumpConflict:  # a run started through the API meanwhile: wait for it
                     continue
+                except ActorUnavailable:  # removed or given up on meanwhile
+                    return PipeOutcome(pipe_id, False, error="the pipe's pump has stopped")
         finally:
             self._running.discard(actor)
         seconds = trio.current_time() - started
@@ -377,8 +376,8 @@ class RunAllPipes:
                 nonlocal timed_out
                 await trio.sleep_until(deadline if deadline is not None else float("inf"))
                 timed_out = True
-                if actor.is_running:
-                    await actor.operate("stop", {})
+                if actor.running:
+                    await actor.stop()
 
             nursery.start_soon(watchdog)
             while True:
@@ -388,6 +387,9 @@ class RunAllPipes:
                     break
                 except PumpConflict:
                     continue
+                except ActorUnavailable:
+                    event = {"type": "pump-failed", "reason_why_stopped": "the pipe's pump has stopped"}
+                    break
             nursery.cancel_scope.cancel()
         ok = event.get("type") == "pump-completed"
         status = {"changes_last_run": int(event.get("changes") or 0), "processed_last_run":
@@ -404,10 +406,8 @@ class RunAllPipes:
             if pipe.writes is None or not self.node.datasets.exists(pipe.writes):
                 continue
             actor = self.node.pipes[pipe.id].actor
-            if actor is not None and actor.is_running:
-                await actor.operate("stop", {})
             if actor is not None:
-                await actor.wait_idle()
+                await self.node.stop_run(actor)
             await self.node.writers.delete(pipe.writes)
             deleted.append(pipe.writes)
         return deleted

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import trio
 
-from actors import Supervisor, SystemActor
+from actors import Reload, Supervisor, SystemActor
 from actors.components import ConfigError, System, build_system
 
 from ._config import (
@@ -256,7 +256,7 @@ class SystemRegistry:
         self.log_of(system_id).add("reload requested: closing and reopening its clients and pools")
         name = state.actor_name
         if state.actor is not None and name in supervisor and supervisor.status(name).state == "running":
-            await supervisor.ref(name).send("reopen")
+            await supervisor.ref(name).send(Reload())
             return
         await self._stop(state)
         self._start(state)
@@ -298,18 +298,19 @@ class SystemRegistry:
         if actor is not None and supervisor is not None and state.actor_name in supervisor:
             child = supervisor.status(state.actor_name)
         actor_state = child.state if child is not None else None
-        state_name = actor.state if actor is not None else ("stopped" if state.is_valid else "invalid-config")
+        shown = actor.status if actor is not None else None  # the actor's published snapshot
+        state_name = shown.state if shown is not None else ("stopped" if state.is_valid else "invalid-config")
         status = {
             "_id": state.id,
-            "running": actor is not None and actor.state == "open" and actor_state == "running",
+            "running": shown is not None and shown.state == "open" and actor_state == "running",
             "state": state_name,
             "restarting": actor_state == "restarting",
             "is-valid-config": state.is_valid,
             "config-errors": state.errors,
             "actor-state": actor_state,
             "restarts": child.restarts if child is not None else 0,
-            "opens": actor.opens if actor is not None else 0,
-            "error": (child.last_error if child is not None else None) or (actor.last_error if actor else None),
+            "opens": shown.opens if shown is not None else 0,
+            "error": (child.last_error if child is not None else None) or (shown.last_error if shown else None),
         }
         redacted: dict[str, Any] = state.redact(status)
         return redacted

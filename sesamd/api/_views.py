@@ -49,7 +49,7 @@ def pipe_json(node: Node, state: PipeState, fields: set[str] | None = None) -> d
     runner = state.runner
     dependencies: list[str] = []
     if runner is not None:
-        dependencies = sorted({*runner.source_datasets, *getattr(runner, "tracked_datasets", [])})
+        dependencies = sorted({*runner.source_datasets, *runner.tracked_datasets})
     runtime = {
         **pump,
         "state": "Deployed",

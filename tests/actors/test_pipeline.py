@@ -21,6 +21,7 @@ from actors import (
     run_pipeline,
 )
 from actors.components import Source, component
+from actors.testing import RecordingWriters
 
 N = 250
 
@@ -121,28 +122,13 @@ async def test_channels_bound_how_far_the_source_reads_ahead_of_a_slow_sink(data
     assert 0 < max(ahead) <= 4 * 10  # the stages overlap, and the source never runs further ahead
 
 
-class RecordingWriters:
-    """Writers that note what each write to the sink returned (a chunk's write returns one value per batch)."""
-
-    def __init__(self, inner: DatasetWriters, sink: str) -> None:
-        self.inner = inner
-        self.sink = sink
-        self.returned: list[Any] = []
-
-    async def apply(self, write: DatasetWrite, *, run_on: Any = None) -> Any:
-        value = await self.inner.apply(write, run_on=run_on)
-        if write.dataset == self.sink:
-            self.returned.append(value)
-        return value
-
-
 async def test_stages_hand_over_chunks_of_whole_batches_each_committed_on_its_own(datasets: Datasets) -> None:
     people(datasets)
     runner = build_runner(copy_pipe("out"), datasets)
     async with node_writers(datasets) as inner:
-        writers = RecordingWriters(inner, "out")
+        writers = RecordingWriters(inner)
         result = await run_pipeline(runner, writers=writers, chunk_entities=30)
-    chunks = [value for value in writers.returned if isinstance(value, list)]
+    chunks = [value for value in writers.returned("out") if isinstance(value, list)]
     assert [len(chunk) for chunk in chunks] == [3] * 8 + [1]  # 25 batches of 10, three per hand-off
     assert [changes for chunk in chunks for changes in chunk] == [10] * 25  # each batch its own commit
     assert (result.batches, result.changes, runner.get_offset()) == (25, N, N - 1)

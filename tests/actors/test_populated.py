@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from actors import Datasets, DatasetWrite, PipeRunError, Supervisor, build_runner, run_pipeline
+from actors import Datasets, PipeRunError, Supervisor, build_runner, run_pipeline
+from actors.testing import RecordingWriters
 
 GLOBAL_REQUIRE = {"global_defaults": {"require_populated_input": True}}
 
@@ -26,18 +27,6 @@ def ids(datasets: Datasets, name: str) -> list[str]:
     if not datasets.exists(name):
         return []
     return sorted(e["_id"] for e in datasets.open(name).iter_entities(history=False))
-
-
-class RecordingWriters:
-    """Writers that apply writes directly and remember which datasets they went to."""
-
-    def __init__(self, datasets: Datasets) -> None:
-        self.datasets = datasets
-        self.applied: list[str] = []
-
-    async def apply(self, write: DatasetWrite, *, run_on: Any = None) -> Any:
-        self.applied.append(write.dataset)
-        return self.datasets.apply(write)
 
 
 # -- require_populated_input -----------------------------------------------------------------------------------
@@ -113,7 +102,7 @@ async def test_a_skipped_run_through_the_pipeline_writes_nothing(datasets: Datas
     runner = build_runner(copy_of({"type": "dataset", "dataset": "in"},
                                   sink={"type": "dataset", "set_initial_offset": "initially"}), datasets,
                           GLOBAL_REQUIRE)
-    writers = RecordingWriters(datasets)
+    writers = RecordingWriters(datasets=datasets)
     result = await run_pipeline(runner, writers=writers)
     assert result.skipped is not None and writers.applied == []  # not even the sink's "initially"
     datasets.open("in").set_populated(True)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +15,8 @@ import trio
 import storage
 from actors import ConfigError, Datasets, DatasetWrite, PipeRunError, RunResult, Supervisor, run_pipeline
 from actors._events import EventBus, Subscription, iso_time
-from actors._pump import PipeActor, PumpConflict, PumpOperationError
-from actors.testing import EventLog, RunnerDouble, run_in_thread, thread_aware_mock_clock
+from actors._pump import PipeActor, PipeRef, PumpConflict, PumpOperationError, Wake, pump_json, start_pipe
+from actors.testing import EventLog, FakeRunner, run_in_thread, thread_aware_mock_clock
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday, 00:00 UTC
 
@@ -34,47 +33,43 @@ def mock_wall_clock() -> datetime:
     return EPOCH + timedelta(seconds=trio.current_time())
 
 
-class FakeRunner(RunnerDouble):
-    """A PipeRunner double: counts runs, keeps an int offset, can fail, block until stopped, or be slow."""
+class Pump:
+    """A pipe actor under test, driven through its :class:`PipeRef` only: started under a supervisor by
+    :func:`running` or :meth:`start`, else under the test's own (``fallback``) when first sent a message;
+    ``pump_json()`` renders the status it last published."""
 
-    def __init__(self, pipe_id: str = "p", *, source: str = "dataset", changes: int = 2, processed: int = 3,
-                 **pump: Any) -> None:
-        self.pipe_id = pipe_id
-        self.config: dict[str, Any] = {"_id": pipe_id, "type": "pipe", "source": {"type": source, "dataset": "in"},
-                                       "sink": {"type": "dataset", "dataset": pipe_id}, "pump": pump}
-        self.offset: Any = None
-        self.end = 100
-        self.changes = changes
-        self.processed = processed
-        self.fail: str | None = None
-        self.block = False  # run until asked to stop
-        self.entered = threading.Event()
-        self.runs: list[tuple[str, float]] = []  # (kind, trio time at the start)
-        self.stopped_runs = 0
+    def __init__(self, actor: PipeActor, fallback: Supervisor | None = None) -> None:
+        self.actor = actor
+        self.pipe_id = actor.pipe_id
+        self._fallback = fallback
+        self._ref: PipeRef | None = None
 
-    def run(self, *, kind: str = "auto", should_stop: Callable[[], bool] = lambda: False) -> RunResult:
-        self.runs.append((kind, trio.from_thread.run_sync(trio.current_time)))
-        sync_type = "full" if kind == "full" or self.offset is None else "incremental"
-        self.entered.set()
-        if self.fail:
-            raise PipeRunError(self.fail, entity={"_id": "bad-one", "x": 1})
-        while self.block:
-            if should_stop():
-                self.stopped_runs += 1
-                return RunResult(sync_type, processed=1, offset=self.offset, stopped=True)
-            threading.Event().wait(0.001)
-        self.offset = (self.offset or 0) + self.processed
-        return RunResult(sync_type, processed=self.processed, changes=self.changes, source_time=0.25,
-                         transform_time=0.5, sink_time=0.125, offset=self.offset)
+    def start(self, supervisor: Supervisor, name: str | None = None) -> PipeRef:
+        self._ref = start_pipe(supervisor, name or f"pipe:{self.pipe_id}", self.actor)
+        return self._ref
 
-    def get_offset(self) -> Any:
-        return self.offset
+    @property
+    def ref(self) -> PipeRef:
+        if self._ref is None:
+            assert self._fallback is not None, "the pump is not started (use running())"
+            self.start(self._fallback, f"pipe:{self.pipe_id}:{id(self)}")
+        assert self._ref is not None
+        return self._ref
 
-    def offset_write(self, value: Any) -> DatasetWrite:
-        return DatasetWrite(f"{self.pipe_id}-state", lambda _dataset: setattr(self, "offset", value))
+    def pump_json(self) -> dict[str, Any]:
+        return pump_json(self.actor.status, self.actor.runner)
 
-    def end_offset_write(self) -> DatasetWrite:
-        return self.offset_write(self.end)
+    async def operate(self, operation: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return pump_json(await self.ref.operate(operation, params), self.actor.runner)
+
+    async def run_once(self, kind: str = "auto", **options: Any) -> dict[str, Any]:
+        return await self.ref.run_once(kind, **options)
+
+    async def wait_idle(self) -> None:
+        await self.ref.wait_idle()
+
+    def wake(self) -> None:
+        assert self.ref.notify(Wake())
 
 
 class Node:
@@ -86,11 +81,12 @@ class Node:
         self.bus = EventBus(clock=mock_wall_clock)
         self.events: Subscription = self.bus.subscribe(10_000)
         self.seen: list[dict[str, Any]] = []
+        self.supervisor: Supervisor | None = None  # where a pump not started otherwise runs
 
-    def actor(self, runner: FakeRunner, **options: Any) -> PipeActor:
+    def actor(self, runner: Any, **options: Any) -> Pump:
         options.setdefault("driver", run_in_thread)  # runner doubles run in a thread; real runners in stages
-        return PipeActor(runner, store=self.store, datasets=self.datasets, bus=self.bus, clock=mock_wall_clock,
-                         **options)
+        return Pump(PipeActor(runner, store=self.store, datasets=self.datasets, bus=self.bus, clock=mock_wall_clock,
+                              **options), self.supervisor)
 
     def drain(self) -> list[dict[str, Any]]:
         while True:
@@ -111,18 +107,21 @@ class Node:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
     result = Node(tmp_path)
-    yield result
+    async with Supervisor() as supervisor:
+        result.supervisor = supervisor
+        yield result
     result.datasets.close_all()
     result.store.close()
 
 
 @asynccontextmanager
-async def running(actor: PipeActor, events: EventLog | None = None) -> AsyncIterator[Supervisor]:
+async def running(*pumps: Pump, events: EventLog | None = None) -> AsyncIterator[Supervisor]:
     async with Supervisor(on_event=events) as supervisor:
-        supervisor.start(f"pipe:{actor.pipe_id}", lambda: actor)
-        await trio.testing.wait_all_tasks_blocked()  # let the actor start
+        for pump in pumps:
+            pump.start(supervisor)
+        await trio.testing.wait_all_tasks_blocked()  # let the actors start
         yield supervisor
 
 
@@ -216,8 +215,8 @@ async def test_default_schedule_is_30s_with_jitter_for_dataset_pipes(
 ) -> None:
     fast, slow = FakeRunner("fast"), FakeRunner("slow", source="json")
     async with Supervisor() as supervisor:
-        supervisor.start("fast", lambda: node.actor(fast))
-        supervisor.start("slow", lambda: node.actor(slow))
+        node.actor(fast).start(supervisor, "fast")
+        node.actor(slow).start(supervisor, "slow")
         await trio.sleep(1000)
     first = fast.runs[0][1]
     assert 28.5 <= first <= 31.5
@@ -256,8 +255,8 @@ async def test_manual_and_off_modes_do_not_schedule(node: Node, autojump_clock: 
     manual, off = FakeRunner("manual", mode="manual", schedule_interval=10), FakeRunner("off", mode="off")
     m_actor, o_actor = node.actor(manual), node.actor(off)
     async with Supervisor() as supervisor:
-        supervisor.start("m", lambda: m_actor)
-        supervisor.start("o", lambda: o_actor)
+        m_actor.start(supervisor, "m")
+        o_actor.start(supervisor, "o")
         await trio.sleep(100)
         assert manual.runs == [] and off.runs == []
         assert m_actor.pump_json()["runtime"]["next-run"] is None
@@ -278,7 +277,7 @@ async def test_run_at_startup_and_wake(node: Node, autojump_clock: trio.testing.
         actor.wake()  # a dependency signal
         await trio.sleep(1)
         assert len(runner.runs) == 2
-        supervisor.ref("pipe:p").try_send("wake")  # the same through the mailbox
+        supervisor.ref("pipe:p").try_send(Wake())  # the same through the mailbox
         await trio.sleep(1)
         assert len(runner.runs) == 3
         await trio.sleep(3000)
@@ -364,7 +363,7 @@ async def test_a_start_right_after_the_actor_is_started_waits_for_it(
     runner = FakeRunner(mode="manual")
     actor = node.actor(runner)
     async with Supervisor() as supervisor:
-        supervisor.start("pipe:p", lambda: actor)  # as a config upload does; the actor has not run yet
+        actor.start(supervisor)  # as a config upload does; the actor has not run yet
         pump = await actor.operate("start")
         assert pump["runtime"]["is-running"] is True
         await actor.wait_idle()
@@ -373,8 +372,10 @@ async def test_a_start_right_after_the_actor_is_started_waits_for_it(
 
 async def test_start_needs_the_actor_running(node: Node, autojump_clock: trio.testing.MockClock) -> None:
     actor = node.actor(FakeRunner())
-    with pytest.raises(PumpOperationError, match="not running"):
-        await actor.operate("start")
+    async with running(actor) as supervisor:
+        await supervisor.stop("pipe:p")
+        with pytest.raises(PumpOperationError, match="not running"):
+            await actor.operate("start")
 
 
 # -- enable / disable -------------------------------------------------------------------------------------------
@@ -575,7 +576,7 @@ async def test_an_unexpected_engine_error_fails_the_run_not_the_actor(
     runner.run = broken  # type: ignore[method-assign]
     events = EventLog()
     actor = node.actor(runner)
-    async with running(actor, events):
+    async with running(actor, events=events):
         await actor.operate("start")
         await actor.wait_idle()
     assert events.kinds() == []
@@ -585,24 +586,25 @@ async def test_an_unexpected_engine_error_fails_the_run_not_the_actor(
 # -- isolation ------------------------------------------------------------------------------------------------------
 
 
-class BrokenDatasets:
-    """Datasets whose execution log cannot be opened: writing the log crashes the actor."""
+class BrokenStore:
+    """A node store that cannot save: saving the pump state after a run crashes the actor (a failed
+    execution-log write does not: the run's outcome is still reported)."""
 
-    def open(self, name: str, create: bool = True) -> Any:
-        raise OSError("disk on fire")
+    def get(self, kind: str, name: str, default: Any = None) -> Any:
+        return default
 
-    def writing(self, name: str) -> Any:
+    def put(self, kind: str, name: str, value: Any) -> None:
         raise OSError("disk on fire")
 
 
 async def test_a_crashing_actor_is_restarted_and_isolated(node: Node, autojump_clock: trio.testing.MockClock) -> None:
     good, bad = FakeRunner("good", schedule_interval=10), FakeRunner("bad", schedule_interval=10)
     events = EventLog()
-    bad_actor = PipeActor(bad, store=node.store, datasets=BrokenDatasets(), bus=node.bus, clock=mock_wall_clock,
-                          driver=run_in_thread)
+    bad_actor = Pump(PipeActor(bad, store=BrokenStore(), datasets=node.datasets, bus=node.bus,
+                               clock=mock_wall_clock, driver=run_in_thread))
     async with Supervisor(on_event=events) as supervisor:
-        supervisor.start("good", lambda: node.actor(good))
-        supervisor.start("bad", lambda: bad_actor)
+        node.actor(good).start(supervisor, "good")
+        bad_actor.start(supervisor, "bad")
         await trio.sleep(35)
         assert events.kinds()[0] == "actor-crashed" and "disk on fire" in events[0][1]["error"]
         assert supervisor.status("good").state == "running"
@@ -665,8 +667,8 @@ async def test_the_pump_shows_the_progress_of_a_run_in_progress(node: Node) -> N
                            "source": {"type": "dataset", "dataset": "src"}}, node.datasets)
     writers = GatedWriters(node.datasets, hold_at=4)  # the full run's start, then batches 1-3
     one_batch_per_chunk = functools.partial(run_pipeline, chunk_entities=10)  # a write per batch to hold
-    actor = PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.bus, writers=writers,
-                      driver=one_batch_per_chunk)
+    actor = Pump(PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.bus, writers=writers,
+                           driver=one_batch_per_chunk))
     async with running(actor):
         await actor.operate("start")
         await writers.holding.wait()
@@ -800,8 +802,8 @@ def test_log_retention_comes_from_the_pipe_or_the_global_defaults_and_is_at_leas
 async def test_the_execution_log_is_trimmed_by_time_keeping_the_latest_of_each_event(node: Node) -> None:
     now = [datetime.now(UTC)]
     runner = FakeRunner(mode="manual")
-    actor = PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.bus, clock=lambda: now[0],
-                      driver=run_in_thread)
+    actor = Pump(PipeActor(runner, store=node.store, datasets=node.datasets, bus=node.bus, clock=lambda: now[0],
+                           driver=run_in_thread), node.supervisor)
     await actor.run_once()
     await actor.run_once()
     now[0] += timedelta(days=10)

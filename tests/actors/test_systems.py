@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy
 import trio
 
-from actors import RestartPolicy, Supervisor, SystemActor
+from actors import Reload, RestartPolicy, Supervisor, SystemActor
 from actors.components import ConfigError, System, build_system, registered
 from actors.components.system_url import UrlSystem
 
@@ -303,10 +303,10 @@ async def test_sql_system_opens_while_the_database_is_down(config: dict[str, Any
     async with Supervisor() as supervisor:
         supervisor.start("sys", lambda: actor)
         system: Any = await actor.wait_open()
-        assert actor.state == "open"
+        assert actor.status.state == "open"
         with pytest.raises(sqlalchemy.exc.OperationalError):
             await select_one(system)
-        assert actor.state == "open"  # a failing query does not take the system down
+        assert actor.status.state == "open"  # a failing query does not take the system down
 
 
 @pytest.mark.parametrize("database", ["file", ":memory:"])
@@ -365,12 +365,12 @@ async def test_actor_opens_and_closes_when_stopped() -> None:
         supervisor.start("system:rec", lambda: actor)
         with trio.fail_after(5):
             assert await actor.wait_open() is system
-        assert system.is_open and actor.state == "open" and system.log == ["open"]
+        assert system.is_open and actor.status.state == "open" and system.log == ["open"]
         status = actor.status_json()
         assert status["state"] == "open" and status["is-valid-config"] and status["config-errors"] == []
         assert status["system"]["is-open"] is True and status["worker-threads"] == 10
         await supervisor.stop("system:rec")
-        assert system.log == ["open", "close"] and not system.is_open and actor.state == "stopped"
+        assert system.log == ["open", "close"] and not system.is_open and actor.status.state == "stopped"
 
 
 async def test_actor_closes_on_cancel_and_reopens() -> None:
@@ -379,9 +379,9 @@ async def test_actor_closes_on_cancel_and_reopens() -> None:
     async with Supervisor(policy=FAST) as supervisor:
         ref = supervisor.start("system:rec", lambda: actor)
         await actor.wait_open()
-        await ref.send("reopen")
+        await ref.send(Reload())
         with trio.fail_after(5):
-            while actor.opens < 2:
+            while actor.status.opens < 2:
                 await trio.sleep(0.005)
         assert system.log == ["open", "close", "open"] and system.is_open
     # leaving the supervisor cancels the actor: the shielded close still runs
@@ -397,11 +397,11 @@ async def test_a_crash_closes_the_resources_and_the_restart_reopens_them() -> No
         await actor.wait_open()
         await ref.send({"not": "a message"})  # a bug: the actor crashes
         with trio.fail_after(5):
-            while actor.opens < 2:
+            while actor.status.opens < 2:
                 await trio.sleep(0.005)
         assert system.log == ["open", "close", "open"] and system.is_open
         assert supervisor.status("system:rec").restarts == 1
-        assert events[0][0] == "actor-crashed" and "unknown message" in (actor.last_error or "")
+        assert events[0][0] == "actor-crashed" and "unknown message" in (actor.status.last_error or "")
 
 
 async def test_a_failed_open_is_retried() -> None:

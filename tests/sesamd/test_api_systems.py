@@ -225,7 +225,7 @@ async def test_status_logs_and_reload(api: Api) -> None:
     reloaded = await api.call("POST", "/systems/web/reload", 202)
     assert reloaded["_id"] == "web"
     with trio.fail_after(5):
-        while actor.opens < 2 or actor.state != "open":
+        while actor.status.opens < 2 or actor.status.state != "open":
             await trio.sleep(0.01)
     assert api.actor("web") is actor  # the same actor, its clients and pools made anew
     assert "invalid config" in (await api.call("POST", "/systems/bad/reload", 409))["detail"]

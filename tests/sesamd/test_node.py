@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import trio
 
-from actors import DatasetWrite, _datasets, _events
+from actors import DatasetWrite, Operate, PumpStatus, StopScheduling, WaitIdle, Wake, _datasets, _events
 from actors.components import ConfigError
-from actors.testing import RunnerDouble
+from actors.testing import FakeRunner
 from sesamd._config import (
     ConfigValidationError,
     SubstitutionError,
@@ -23,56 +23,51 @@ from sesamd._config import (
 from sesamd._node import Engine, open_node
 
 
-class FakeRunner(RunnerDouble):
-    """Stands in for PipeRunner: ``"bad": "<path>"`` in the config fails the build at that path."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        if "bad" in config:
-            raise ConfigError("this is wrong", where=f"pipe {config['_id']}: {config['bad']}")
-        self.pipe_id = config["_id"]
-        self.config = {**config, "effective": True}
-        source = config.get("source", {})
-        self.source_datasets = [source["dataset"]] if "dataset" in source else []
-        self.tracked_datasets: list[str] = list(config.get("hops", []))
-        self.sink_dataset = config["_id"]
-        self.signalling = config.get("signalling", True)
+def build_fake(config: dict[str, Any]) -> FakeRunner:
+    """A runner for a pipe config: ``"bad": "<path>"`` in the config fails the build at that path."""
+    if "bad" in config:
+        raise ConfigError("this is wrong", where=f"pipe {config['_id']}: {config['bad']}")
+    return FakeRunner(config={**config, "effective": True})
 
 
 class FakeActor:
-    """Stands in for PipeActor: records its life in ``log`` (shared by all actors of a test)."""
+    """Stands in for PipeActor: records its life and the operations sent to it in ``log`` (shared by all actors
+    of a test) and counts the wakes it gets."""
 
     def __init__(self, pipe_id: str, runner: FakeRunner, log: list[tuple[str, str]]) -> None:
         self.pipe_id, self.runner, self.log = pipe_id, runner, log
+        self.status = PumpStatus(pipe_id)
         self.scheduler_enabled = True
         self.woken = 0
 
     async def run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
         self.log.append(("started", self.pipe_id))
         try:
-            async for _ in mailbox:
-                pass
+            async for message in mailbox:
+                if isinstance(message, Operate | WaitIdle) and message.reply.take():
+                    if isinstance(message, Operate):
+                        self.log.append((message.op, self.pipe_id))
+                    message.reply.send(self.status if isinstance(message, Operate) else None)
+                elif isinstance(message, Wake):
+                    self.woken += 1
+                elif isinstance(message, StopScheduling):
+                    self.scheduler_enabled = False
         finally:
             self.log.append(("stopped", self.pipe_id))
 
-    async def operate(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.log.append((operation, self.pipe_id))
-        return self.pump_json()
 
-    def pump_json(self) -> dict[str, Any]:
-        return {"_id": f"pump:{self.pipe_id}", "runtime": {"is-running": False}}
+def fake_engine(log: list[tuple[str, str]], actors: dict[str, FakeActor] | None = None) -> Engine:
+    """An engine of fakes; ``actors`` gets each pipe's latest actor."""
+    made = actors if actors is not None else {}
 
-    def wake(self) -> None:
-        self.woken += 1
+    def make_actor(pipe_id: str, runner: Any, node: Any) -> Any:
+        actor = made[pipe_id] = FakeActor(pipe_id, runner, log)
+        return actor
 
-    async def wait_idle(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-
-def fake_engine(log: list[tuple[str, str]]) -> Engine:
     return Engine(
         make_datasets=_datasets.Datasets,
-        build_runner=lambda config, datasets, metadata: FakeRunner(config),
-        make_actor=lambda pipe_id, runner, node: FakeActor(pipe_id, runner, log),
+        build_runner=lambda config, datasets, metadata: build_fake(config),
+        make_actor=make_actor,
         make_events=_events.EventBus,
         config_errors=(ConfigError,),
     )
@@ -172,7 +167,8 @@ async def test_config_is_stored_and_reapplied_when_the_node_starts(tmp_path: Any
 
 async def test_a_commit_with_new_versions_wakes_the_pipes_that_read_the_dataset(tmp_path: Any) -> None:
     log: list[tuple[str, str]] = []
-    async with open_node(tmp_path, fake_engine(log)) as node:
+    actors: dict[str, FakeActor] = {}
+    async with open_node(tmp_path, fake_engine(log, actors)) as node:
         await node.apply_config([pipe("a"), pipe("b", source={"type": "dataset", "dataset": "a"}),
                                  pipe("c", hops=["a"]), pipe("d"),
                                  pipe("e", source={"type": "dataset", "dataset": "a"}, signalling=False),
@@ -184,20 +180,21 @@ async def test_a_commit_with_new_versions_wakes_the_pipes_that_read_the_dataset(
 
         assert await node.writers.apply(write({"_id": "x", "n": 1})) == 1
         await settle()
-        assert [node.pipe(p).actor.woken for p in "abcdef"] == [0, 1, 1, 0, 0, 0]  # e, f: signalling is off
+        assert [actors[p].woken for p in "abcdef"] == [0, 1, 1, 0, 0, 0]  # e, f: signalling is off
         assert node.writers.running() == ["a", "system:config"]  # written by the datasets' actors (config history)
         assert await node.writers.apply(write({"_id": "x", "n": 1})) == 0  # unchanged: nobody is woken
         await settle()
-        assert [node.pipe(p).actor.woken for p in "abcdef"] == [0, 1, 1, 0, 0, 0]
+        assert [actors[p].woken for p in "abcdef"] == [0, 1, 1, 0, 0, 0]
 
 
 async def test_operations_after_stop_runs_are_refused(tmp_path: Any) -> None:
     log: list[tuple[str, str]] = []
-    async with open_node(tmp_path, fake_engine(log)) as node:
+    actors: dict[str, FakeActor] = {}
+    async with open_node(tmp_path, fake_engine(log, actors)) as node:
         await node.apply_config([pipe("a")])
         await settle()
         await node.stop_runs(grace=1)
-        assert node.pipe("a").actor.scheduler_enabled is False
+        assert actors["a"].scheduler_enabled is False
         with pytest.raises(RuntimeError, match="shutting down"):
             await node.operate("a", "start", {})
 

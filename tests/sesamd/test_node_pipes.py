@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from actors import DatasetWrite
+from actors import DatasetWrite, Wake
 from sesamd._config import ConfigValidationError
 from sesamd._node import Node, open_node
 
@@ -67,13 +67,14 @@ def count_wakes(node: Node) -> dict[str, int]:
     counts = dict.fromkeys(node.pipes, 0)
     for pipe_id, state in node.pipes.items():
         actor = state.actor
-        original: Callable[[], None] = actor.wake
+        assert actor is not None
+        original: Callable[[Any], bool] = actor.notify
 
-        def wake(pipe_id: str = pipe_id, original: Callable[[], None] = original) -> None:
-            counts[pipe_id] += 1
-            original()
+        def notify(message: Any, pipe_id: str = pipe_id, original: Callable[[Any], bool] = original) -> bool:
+            counts[pipe_id] += isinstance(message, Wake)
+            return original(message)
 
-        actor.wake = wake
+        actor.notify = notify  # type: ignore[method-assign]
     return counts
 
 

@@ -176,7 +176,7 @@ async def test_stop_ends_a_run_as_failed_and_only_one_runs_at_a_time(api: Api) -
     assert (await api.call("GET", "/pipes/timed/pump"))["runtime"]["next-run"] is not None
     token = (await api.run_all(request_mode="async"))["token"]
     with trio.fail_after(10):
-        while not api.node.pipes["slow0"].actor.is_running:
+        while not api.node.pipes["slow0"].actor.running:  # type: ignore[union-attr]
             await trio.sleep(0.005)
     assert (await api.call("GET", "/pipes/timed/pump"))["runtime"]["next-run"] is None  # held while it runs
     busy = await api.run_all(409)
@@ -184,7 +184,7 @@ async def test_stop_ends_a_run_as_failed_and_only_one_runs_at_a_time(api: Api) -
     await api.call("POST", "/pipes/run-pipes", 409, json=["seed"])
     stopped = await api.call("POST", "/pipes/stop-run-all-pipes", query_string={"terminate_timeout": "30"})
     assert stopped["status"] == "stopped" and stopped["token"] == token
-    assert api.node.pipes["slow1"].actor.state.last_run is None  # no pipe started after the stop
+    assert api.node.pipes["slow1"].actor.status.last_run is None  # type: ignore[union-attr]  # none started after the stop
     status = await api.call("GET", "/pipes/get-pipe-runner-status", query_string={"token": token})
     assert status["status"] == "failed" and "stopped" in status["reason"]
     assert any(line["logdata"] == "Stopping: stopped by stop-run-all-pipes" for line in await api.log(token=token))

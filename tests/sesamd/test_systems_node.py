@@ -87,7 +87,7 @@ async def test_systems_start_and_only_changed_ones_restart(tmp_path: Any) -> Non
         assert await node.apply_config(changed) == []
         await wait_open(node, "a", "b", "d")
         assert node.systems.actor("a") is actors["a"] and systems["a"].is_open
-        assert actors["a"].opens == 1  # type: ignore[union-attr]
+        assert actors["a"].status.opens == 1  # type: ignore[union-attr]
         assert node.systems.actor("b") is not actors["b"]
         assert not systems["b"].is_open and systems["b"].client is None  # type: ignore[attr-defined]
         assert node.systems.actor("b").system.headers["X"] == "1"  # type: ignore[union-attr]
