@@ -4,8 +4,10 @@ A :class:`DatasetActor` owns the writes to one dataset. Writers (pipe runs, pump
 send it :class:`~actors.DatasetWrite` values and wait for the outcome; it applies them in arrival order in
 a worker thread under the dataset's lock, several queued writes per thread hop, each its own LevelDB
 batch, and then announces the commit (the node wakes the pipes that read the dataset). A write that fails
-fails only its sender. A sender may offer its own thread (``run_on``): a pipe run does, so that its batch
-is encoded and hashed on the thread (and core) that produced it; the actor still decides when.
+fails only its sender. When the dataset cannot be opened (damaged, or no room to recover its log) each write
+gets that error and the actor goes on; every write taken from the mailbox is answered. A sender may offer its
+own thread (``run_on``): a pipe run does, so that its batch is encoded and hashed on the thread (and core)
+that produced it; the actor still decides when.
 
 :class:`DatasetWriters` is the node's entry point: ``await writers.apply(write)`` starts the dataset's
 actor under the supervisor on first use. Without a supervisor (tests, tools) it applies writes in a
@@ -37,7 +39,7 @@ class WriterClosed(RuntimeError):
 
 
 class _Request:
-    __slots__ = ("done", "error", "run_on", "value", "write")
+    __slots__ = ("answered", "done", "error", "run_on", "value", "write")
 
     def __init__(self, write: DatasetWrite, run_on: RunOn | None) -> None:
         self.write = write
@@ -45,6 +47,7 @@ class _Request:
         self.done = trio.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.answered = False
 
     def outcome(self) -> Any:
         if self.error is not None:
@@ -77,10 +80,17 @@ class DatasetActor:
                     break
             grew = False
             with trio.CancelScope(shield=True):  # a write taken from the mailbox is always answered
-                for run_on, group in groupby(requests, key=lambda r: r.run_on):
-                    grew |= await (run_on or trio.to_thread.run_sync)(_apply, self._datasets, self.name, list(group))
-                for request in requests:
-                    request.done.set()
+                try:
+                    for run_on, group in groupby(requests, key=lambda r: r.run_on):
+                        grew |= await (run_on or trio.to_thread.run_sync)(_apply, self._datasets, self.name,
+                                                                          list(group))
+                except Exception as exc:  # the dataset could not be opened (damaged, no room): each write fails
+                    for request in requests:
+                        if not request.answered:
+                            request.error = exc
+                finally:
+                    for request in requests:
+                        request.done.set()
             if grew and self._on_commit is not None:
                 self._on_commit(self.name)
 
@@ -104,9 +114,11 @@ def _apply(datasets: Datasets, name: str, requests: list[_Request]) -> bool:
         before = dataset.next_offset
         for request in requests:
             try:
-                request.value = request.write.apply(dataset)
+                with dataset.writes():  # LevelDB's errors as storage errors; refused after a failed write
+                    request.value = request.write.apply(dataset)
             except Exception as exc:  # the sender's failure, not the writer's
                 request.error = exc
+            request.answered = True
         return dataset.next_offset != before
 
 

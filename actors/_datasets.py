@@ -5,6 +5,11 @@ the dataset's single writer: in the node its :class:`~actors.DatasetActor`, else
 :meth:`Datasets.apply`. Either way the write runs under the dataset's lock, which the few out-of-band
 writers (index definitions, a merge source's id mapping) take too; readers use snapshots and need none.
 All methods are synchronous: call them from worker threads.
+
+A dataset whose files are found damaged (opening it, or a read or write of it, met LevelDB's corruption) is
+listed by :meth:`Datasets.damaged` and refused from then on: opening it raises
+:class:`storage.DatasetDamaged`, which names it and what is wrong, until the node restarts. The other datasets
+are served as before.
 """
 
 from __future__ import annotations
@@ -54,7 +59,22 @@ class Datasets:
         self._open: dict[str, storage.Dataset] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
+        self._damaged: dict[str, str] = {}  # name -> why it cannot be opened or read
         self.lookup = StorageLookup(self)
+
+    def damaged(self) -> dict[str, str]:
+        """The datasets found damaged (name -> what is wrong), which are refused until repaired."""
+        with self._guard:
+            found = {name: d.damage for name, d in self._open.items() if d.damage is not None}
+            return {**found, **self._damaged}
+
+    def _refuse(self, name: str) -> None:
+        detail = self._damaged.get(name)
+        if detail is None:
+            dataset = self._open.get(name)
+            detail = dataset.damage if dataset is not None else None
+        if detail is not None:
+            raise storage.DatasetDamaged(name, detail)
 
     def exists(self, name: str) -> bool:
         return name in self._open or self.data_dir.exists(name)
@@ -62,9 +82,14 @@ class Datasets:
     def open(self, name: str, create: bool = True) -> storage.Dataset:
         """The open dataset ``name``; raises KeyError if missing and ``create`` is false."""
         with self._guard:
+            self._refuse(name)
             dataset = self._open.get(name)
             if dataset is None:
-                dataset = self.data_dir.open_dataset(name, create=create)
+                try:
+                    dataset = self.data_dir.open_dataset(name, create=create)
+                except storage.DatasetDamaged as exc:
+                    self._damaged[name] = exc.detail
+                    raise
                 self._open[name] = dataset
                 self._locks[name] = threading.RLock()
             return dataset
@@ -83,9 +108,42 @@ class Datasets:
             yield dataset
 
     def apply(self, write: DatasetWrite) -> Any:
-        """Apply a write under the dataset's lock (creating the dataset if needed)."""
-        with self.writing(write.dataset) as dataset:
+        """Apply a write under the dataset's lock (creating the dataset if needed); LevelDB's errors come as
+        storage errors (:meth:`storage.Dataset.writes`)."""
+        with self.writing(write.dataset) as dataset, dataset.writes():
             return write.apply(dataset)
+
+    @contextmanager
+    def paused(self, poll: float = 0.01) -> Iterator[dict[str, storage.Dataset]]:
+        """Hold off every writer (all writer locks, and no dataset opened or created) for a consistent view
+        across datasets, e.g. snapshots for a backup; yields the datasets. Keep the block short. Locks that
+        are busy are retried after releasing the rest, so a writer holding one lock while wanting another
+        cannot deadlock with this."""
+        while True:
+            damaged = set(self.damaged())  # refused: not opened, not held
+            for name in set(self.data_dir.dataset_names()) - damaged:
+                self.open(name, create=False)
+            with self._guard:
+                locks = sorted(self._locks.items())
+            held: list[threading.RLock] = []
+            for _name, lock in locks:
+                if not lock.acquire(timeout=poll):
+                    break
+                held.append(lock)
+            else:
+                self._guard.acquire()
+                if set(self._open) == {name for name, _ in locks} \
+                        and set(self.data_dir.dataset_names()) - damaged <= set(self._open):
+                    try:
+                        yield dict(self._open)
+                        return
+                    finally:
+                        self._guard.release()
+                        for lock in reversed(held):
+                            lock.release()
+                self._guard.release()
+            for lock in reversed(held):
+                lock.release()
 
     def names(self) -> list[str]:
         with self._guard:
@@ -97,6 +155,7 @@ class Datasets:
         with self._guard:
             dataset = self._open.pop(name, None)
             lock = self._locks.pop(name, None)
+            self._damaged.pop(name, None)  # (deleting a damaged dataset is its repair)
         if dataset is not None:
             with lock or threading.RLock():
                 dataset.close()
@@ -113,7 +172,7 @@ class Datasets:
 
     def ensure_index(self, name: str, index: IndexExpression) -> None:
         """Define (and build, if needed) the secondary index of ``index`` on dataset ``name``."""
-        with self.writing(name) as dataset:
+        with self.writing(name) as dataset, dataset.writes():
             if index.key not in dataset._indexes:
                 dataset.define_index(index.key, _index_function(index), index.expression)
 

@@ -8,6 +8,7 @@ from ._check import check_dataset
 from ._datadir import DataDir, validate_dataset_id
 from ._dataset import Dataset, EmptySourceError, FullRun, IndexFunction, WriteResult
 from ._entity import EntityError, content_hash, prepare
+from ._errors import DataDirInUse, DatasetDamaged, StorageError, StorageIOError, StorageWriteError
 from ._json import JSONError, canonical, dumps, iter_json_entities, loads, parse_json
 from ._leveldb import LevelDBOptions
 from ._nodestore import NodeStore
@@ -18,7 +19,9 @@ __all__ = [
     "NI",
     "URI",
     "DataDir",
+    "DataDirInUse",
     "Dataset",
+    "DatasetDamaged",
     "Datetime",
     "EmptySourceError",
     "EntityError",
@@ -27,6 +30,9 @@ __all__ = [
     "JSONError",
     "LevelDBOptions",
     "NodeStore",
+    "StorageError",
+    "StorageIOError",
+    "StorageWriteError",
     "WriteResult",
     "canonical",
     "check_dataset",

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from ._dataset import Dataset
+from ._errors import DataDirInUse
 from ._leveldb import LevelDBOptions
 from ._nodestore import NodeStore
 
@@ -53,11 +54,17 @@ class DataDir:
         return (self.dataset_path(name) / "CURRENT").exists()
 
     def open_dataset(self, name: str, *, create: bool = True) -> Dataset:
-        """Open a dataset; raises KeyError if it does not exist and ``create`` is false."""
+        """Open a dataset; raises KeyError if it does not exist and ``create`` is false.
+
+        LevelDB's errors come as :mod:`storage._errors`: :class:`DatasetDamaged`, :class:`DataDirInUse` (a
+        running node holds it), :class:`StorageIOError` (e.g. no room to recover its log)."""
         path = self.dataset_path(name)
         if not create and not (path / "CURRENT").exists():
             raise KeyError(f"no dataset {name!r}")
-        return Dataset(path, name, options=self.options)
+        try:
+            return Dataset(path, name, options=self.options)
+        except DataDirInUse as exc:
+            raise DataDirInUse(self.root, exc.pid) from None
 
     def dataset_names(self) -> list[str]:
         if not self.datasets_root.exists():
@@ -69,4 +76,8 @@ class DataDir:
         shutil.rmtree(self.dataset_path(name), ignore_errors=False)
 
     def open_node_store(self) -> NodeStore:
-        return NodeStore(self.root / "node")
+        """The node store; :class:`DataDirInUse` if a running node holds it."""
+        try:
+            return NodeStore(self.root / "node")
+        except DataDirInUse as exc:
+            raise DataDirInUse(self.root, exc.pid) from None

@@ -22,17 +22,21 @@ import time
 import uuid
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+import plyvel
 import xxhash
 
 from ._entity import Prepared, content_hash, prepare, stored_bytes, stored_is_deleted
+from ._errors import DatasetDamaged, StorageError, translate
 from ._json import _SORTED_STRICT, canonical, dumps, loads
 from ._leveldb import LevelDBOptions, open_db
+from ._recovery import WriteGuard
 
 __all__ = ["Dataset", "WriteResult", "FullRun", "EmptySourceError", "IndexFunction"]
 
@@ -166,14 +170,25 @@ class Dataset:
         self.name = name or self.path.name
         self.options = options or LevelDBOptions.NODE
         """The LevelDB options the dataset's database was opened with (default: the node profile)."""
-        self._db = open_db(self.path, create=create, options=self.options)
-        self._state = _State.from_json(self._db.get(_STATE))
-        generation = self._db.get(_GENERATION)
-        if generation is None:
-            generation = str(uuid.uuid4()).encode()
-            self._db.put(_GENERATION, generation)
+        self.damage: str | None = None
+        """What is wrong with the dataset's files once a read or write found them damaged (else None)."""
+        what = f"dataset '{self.name}'"
+        self._guard = WriteGuard(self.path, what, dataset=self.name)
+        try:
+            self._db = open_db(self.path, create=create, options=self.options)
+        except plyvel.Error as exc:  # damaged, locked by another process, no room to recover the log
+            raise translate(exc, what=what, dataset=self.name, root=self.path) from None
+        try:
+            self._state = _State.from_json(self._db.get(_STATE))
+            generation = self._db.get(_GENERATION)
+            if generation is None:
+                generation = str(uuid.uuid4()).encode()
+                self._db.put(_GENERATION, generation)
+            self._run_gen = int(self._db.get(_RUN_GEN) or b"0")  # the latest full run's generation
+        except plyvel.Error as exc:
+            self._db.close()
+            raise translate(exc, what=what, dataset=self.name, writing=True) from None
         self.generation = generation.decode()
-        self._run_gen = int(self._db.get(_RUN_GEN) or b"0")  # the latest full run's generation
         self._full_run: FullRun | None = None  # the latest full run begun through this object
         self._indexes: dict[str, _Index] = {}
         self._recorded: dict[bytes, list[bytes]] = {}  # index values recorded by the open batch
@@ -192,6 +207,29 @@ class Dataset:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def writes(self) -> Iterator[Dataset]:
+        """Around a write by the dataset's single writer: LevelDB's errors come out as storage errors (a
+        damaged dataset is remembered in :attr:`damage`), and after a failed write (a full disk) writes are
+        refused until there is room again (:mod:`storage._recovery`)."""
+        try:
+            with self._guard.writing(self._db):
+                yield self
+        except DatasetDamaged as exc:
+            self.damage = exc.detail
+            raise
+
+    @property
+    def write_failure(self) -> str | None:
+        """The error of a failed write while writes are refused (see :meth:`writes`), else None."""
+        return self._guard.failure
+
+    def _read_error(self, exc: plyvel.Error) -> StorageError:
+        error = translate(exc, what=f"dataset '{self.name}'", dataset=self.name)
+        if isinstance(error, DatasetDamaged):
+            self.damage = error.detail
+        return error
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -618,6 +656,8 @@ class Dataset:
                 count += 1
                 if limit is not None and count >= limit:
                     break
+        except plyvel.Error as exc:  # (superseded markers are read inside the loop too)
+            raise self._read_error(exc) from None
         finally:
             iterator.close()
             if superseded is not None:
@@ -635,11 +675,20 @@ class Dataset:
     def get_stored(self, entity_id: str, *, snapshot: Any = None) -> bytes | None:
         """The latest version of an id (deleted or not) as stored (wire-form JSON), or None."""
         view = snapshot or self._db
-        latest = self._latest(b"i" + entity_id.encode(), view.get)
-        return None if latest is None else view.get(_log_key(latest.seq))
+        try:
+            latest = self._latest(b"i" + entity_id.encode(), view.get)
+            return None if latest is None else view.get(_log_key(latest.seq))
+        except plyvel.Error as exc:
+            raise self._read_error(exc) from None
 
     def versions(self, entity_id: str) -> list[dict[str, Any]]:
         """Every stored version of an id, oldest first."""
+        try:
+            return self._versions(entity_id)
+        except plyvel.Error as exc:
+            raise self._read_error(exc) from None
+
+    def _versions(self, entity_id: str) -> list[dict[str, Any]]:
         with self._db.snapshot() as view:
             latest = self._latest(b"i" + entity_id.encode(), view.get)
             found: list[dict[str, Any]] = []
@@ -657,10 +706,13 @@ class Dataset:
     def latest_offsets(self, ids: Iterable[str]) -> dict[str, int]:
         """The offset of the latest version of each id that exists."""
         found = {}
-        for entity_id in ids:
-            latest = self._latest(b"i" + entity_id.encode(), self._db.get)
-            if latest is not None:
-                found[entity_id] = latest.seq
+        try:
+            for entity_id in ids:
+                latest = self._latest(b"i" + entity_id.encode(), self._db.get)
+                if latest is not None:
+                    found[entity_id] = latest.seq
+        except plyvel.Error as exc:
+            raise self._read_error(exc) from None
         return found
 
     # -- secondary indexes --------------------------------------------------------------------------

@@ -6,8 +6,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import plyvel
+
+from ._errors import translate
 from ._json import dumps, loads
 from ._leveldb import open_db
+from ._recovery import WriteGuard
 
 __all__ = ["NodeStore"]
 
@@ -24,7 +28,11 @@ class NodeStore:
     """Small JSON values by kind and name. Several puts can commit together with :meth:`put_many`."""
 
     def __init__(self, path: str | Path) -> None:
-        self._db = open_db(path, write_buffer_size=4 << 20)
+        try:
+            self._db = open_db(path, write_buffer_size=4 << 20)
+        except plyvel.Error as exc:  # (DataDirInUse when a running node holds it)
+            raise translate(exc, what="the node store", root=path) from None
+        self._guard = WriteGuard(Path(path), "the node store")
 
     def close(self) -> None:
         self._db.close()
@@ -40,21 +48,29 @@ class NodeStore:
         return default if data is None else loads(data)
 
     def put(self, kind: str, name: str, value: Any) -> None:
-        self._db.put(_key(kind, name), dumps(value), sync=True)
+        """Store a value; a failed write (a full disk) is a :class:`~storage.StorageWriteError`."""
+        data = dumps(value)
+        with self._guard.writing(self._db):
+            self._db.put(_key(kind, name), data, sync=True)
 
     def delete(self, kind: str, name: str) -> None:
-        self._db.delete(_key(kind, name), sync=True)
+        with self._guard.writing(self._db):
+            self._db.delete(_key(kind, name), sync=True)
 
     def put_many(self, kind: str, items: Iterable[tuple[str, Any]], *, replace: bool = False) -> None:
         """Store several values in one atomic batch; with ``replace`` the kind holds only these after."""
         prefix = _key(kind, "")
         encoded = [(_key(kind, name), dumps(value)) for name, value in items]  # all checked before writing
-        with self._db.write_batch(sync=True, transaction=True) as batch:
+        with self._guard.writing(self._db), self._db.write_batch(sync=True, transaction=True) as batch:
             if replace:
                 for key in self._db.iterator(prefix=prefix, include_value=False):
                     batch.delete(key)
             for key, data in encoded:
                 batch.put(key, data)
+
+    def snapshot(self) -> Any:
+        """A consistent read view of the whole store (a plyvel snapshot: ``iterator()``, ``close()``)."""
+        return self._db.snapshot()
 
     def items(self, kind: str) -> Iterator[tuple[str, Any]]:
         prefix = _key(kind, "")

@@ -3,6 +3,11 @@
 Every write goes through the dataset's single writer (``node.writers``): an upload is one
 :class:`~actors.DatasetWrite` (one LevelDB batch, all of it or nothing), a delete closes the writer and
 removes the dataset before the writer takes writes again. ``GET /namespaces`` lives here too (node-wide).
+
+A damaged dataset (``node.datasets.damaged()``) is listed by ``GET /datasets`` as
+``{"_id": NAME, "runtime": {"damaged": true, "error": WHAT, "origin": ...}}`` beside the others; its own routes
+answer 503 naming it and what is wrong (:class:`storage.DatasetDamaged`). A stream that meets the damage after
+its headers went out is cut off without closing its JSON array, so that a client sees an invalid body.
 """
 
 from __future__ import annotations
@@ -103,12 +108,21 @@ async def list_datasets() -> Response:
         for name in node.datasets.names():
             if not internal and name.startswith("system:"):
                 continue
-            dataset = node.datasets.get(name)
-            if dataset is not None:
-                out.append(dataset_json(name, dataset))
+            try:
+                dataset = node.datasets.get(name)
+                if dataset is not None:
+                    out.append(dataset_json(name, dataset))
+            except storage.DatasetDamaged as exc:
+                out.append(damaged_json(name, exc.detail))
         return out
 
     return json_response(await trio.to_thread.run_sync(collect, limiter=api().read_limiter))
+
+
+def damaged_json(name: str, detail: str) -> dict[str, Any]:
+    """The listing entry of a damaged dataset."""
+    return {"_id": name, "runtime": {"damaged": True, "error": f"dataset '{name}' is damaged: {detail}",
+                                     "origin": "system" if name.startswith("system:") else "user"}}
 
 
 @resource.route("/datasets/<dataset_id>", permission=Permission.READ_DATA, summary="One dataset with its counts")
@@ -133,20 +147,13 @@ async def delete_dataset(dataset_id: str) -> Response:
 
 async def _stop_runs_writing(name: str, grace: float = 30.0) -> None:
     """Stop the runs of the pipes whose sink is ``name``; each commits its current batch (within ``grace``)."""
-    actors = [state.actor for state in api().node.pipes.values()
+    node = api().node
+    actors = [state.actor for state in node.pipes.values()
               if state.actor is not None and state.runner is not None and state.runner.sink_dataset == name]
-
-    async def stop(actor: Any) -> None:
-        if getattr(actor, "is_running", False):
-            await actor.operate("stop", {})
-        wait_idle = getattr(actor, "wait_idle", None)
-        if wait_idle is not None:
-            await wait_idle()
-
     with trio.move_on_after(grace):
         async with trio.open_nursery() as nursery:
             for actor in actors:
-                nursery.start_soon(stop, actor)
+                nursery.start_soon(node.stop_run, actor)
 
 
 # -- entities -----------------------------------------------------------------------------------------
@@ -251,7 +258,20 @@ async def stream_entities(name: str, *, missing_ok: bool) -> Response:
         iterator = _subset_latest(dataset, snapshot, subset, since, deleted, reverse)
     if start or (subset is not None and limit is not None):
         iterator = _window(iterator, start, limit)
-    return Response(json_array(iterator, snapshot, limiter), content_type=JSON, headers=headers)
+    return Response(json_array(_aborting(iterator), snapshot, limiter), content_type=JSON, headers=headers)
+
+
+def _aborting(iterator: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+    """The stream's items; damage met on the way (:class:`storage.DatasetDamaged`: the dataset records it)
+    ends the response with the connection aborted, so that the array is never closed."""
+    try:
+        yield from iterator  # (closing this closes ``iterator``)
+    except storage.StorageError as exc:
+        raise StreamAborted(str(exc)) from exc
+
+
+class StreamAborted(Exception):
+    """A streamed body cannot go on (its dataset is damaged)."""
 
 
 def _window(iterator: Iterator[tuple[int, bytes]], start: int,
@@ -372,7 +392,7 @@ def _referenced_indexes(name: str) -> set[str]:
         runner = state.runner
         if runner is None:
             continue
-        for plan in getattr(runner, "plans", ()):
+        for plan in runner.plans:
             for dataset, expressions in plan.indexes().items():
                 if dataset == name or (dataset is None and name in runner.source_datasets):
                     found.update(e.key for e in expressions)

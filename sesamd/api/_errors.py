@@ -14,6 +14,7 @@ from quart import Quart, Response, has_websocket_context, request, websocket
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing.exceptions import WebsocketMismatch
 
+import storage
 from actors import PumpConflict, PumpOperationError
 
 from .._auth import AuthError
@@ -54,6 +55,9 @@ STATUS_OF: dict[type[BaseException], tuple[int, Callable[[Any], str], Extra]] = 
     PumpConflict: (409, str, _pump_conflict),
     PumpOperationError: (400, str, None),
     ConfigValidationError: (400, str, _config_invalid),
+    storage.DatasetDamaged: (503, str, lambda exc: {"dataset": exc.name, "damaged": exc.detail}),
+    storage.StorageWriteError: (507, str, None),  # a full disk: the write may be sent again once there is room
+    storage.StorageError: (503, str, None),
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import plyvel
 import pytest
 
 import storage
@@ -229,7 +228,7 @@ def test_generation_is_new_for_a_new_dataset(tmp_path: Path) -> None:
 
 
 def test_open_without_create(tmp_path: Path) -> None:
-    with pytest.raises(plyvel.Error):
+    with pytest.raises(storage.StorageError, match="does not exist"):
         Dataset(tmp_path / "missing", create=False)
 
 
