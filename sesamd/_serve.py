@@ -1,9 +1,17 @@
 """``sesamd serve``: the node and its API in one Trio run (Hypercorn's Trio worker, quart-trio app).
 
+Its options are settings (:mod:`sesamd._settings`): flags, ``SESAMD_*`` variables, a TOML file, defaults.
 ``--config FILE`` loads a JSON array of config entities at start and polls the file's modification time;
-an edit re-applies it, restarting only the pipes whose entity changed (an invalid edit is logged and the
-running config is kept). SIGTERM or Ctrl-C: the node stops taking new runs, running batches commit, the
-server drains, and the process exits 0.
+an edit, or SIGHUP (``systemctl reload``), re-applies it, restarting only the pipes whose entity changed (an
+invalid edit is logged and the running config is kept).
+
+Under systemd (``Type=notify``, :mod:`sesamd._notify`) it says READY=1 once the API listens and the config is
+applied, refreshes a STATUS line with the pipe counts every few seconds, pings the watchdog from the loop,
+and says RELOADING=1 ... READY=1 around a SIGHUP and STOPPING=1 on SIGTERM.
+
+SIGTERM or Ctrl-C: the node stops taking new runs, running batches commit (``--grace`` seconds, the drain
+timeout), the server drains its requests, and the process exits 0. Whatever still runs
+:data:`HARD_STOP_MARGIN` seconds past the grace is cancelled, so a stop always ends.
 
 Datasets are opened with LevelDB's node profile (``storage.LevelDBOptions.NODE``); ``--dataset-write-buffer-mb``
 and ``--dataset-cache-mb`` change its write buffer and block cache (per open dataset).
@@ -12,6 +20,7 @@ and ``--dataset-cache-mb`` change its write buffer and block cache (per open dat
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -23,7 +32,9 @@ import trio
 
 import storage
 
+from . import _notify, _settings
 from ._config import ConfigValidationError, parse_config
+from ._health import pipe_counts
 from ._process import freeze_startup, tune_process
 
 if TYPE_CHECKING:  # the server stack is imported when serving, not for every command
@@ -36,6 +47,9 @@ __all__ = ["ServeError", "add_command", "dataset_options", "serve"]
 log = logging.getLogger("sesamd")
 
 DEFAULT_PORT = 9042
+STATUS_INTERVAL = 5.0  # seconds between STATUS lines to systemd
+HARD_STOP_MARGIN = 15.0  # seconds past the grace after which a stop cancels what still runs
+HTTP_DRAIN = 5.0  # seconds the server gives open requests at shutdown
 
 
 class ServeError(Exception):
@@ -44,41 +58,8 @@ class ServeError(Exception):
 
 def add_command(commands: Any) -> None:
     p = commands.add_parser("serve", help="run the node and its REST API")
-    p.add_argument("--data-dir", default="data", help="the node's data directory (default: ./data)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 = any free)")
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="a JSON array of config entities to load at start and re-apply when the file changes")
-    p.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
-    p.add_argument("--grace", type=float, default=30.0,
-                   help="seconds running batches get to commit at shutdown (default: 30)")
-    node = storage.LevelDBOptions.NODE
-    p.add_argument("--dataset-write-buffer-mb", type=_megabytes(MAX_WRITE_BUFFER_MB), default=None, metavar="N",
-                   help=f"LevelDB write buffer of each open dataset in MiB, 1-{MAX_WRITE_BUFFER_MB}; up to two per "
-                        f"dataset are in memory (default: {node.write_buffer_size >> 20})")
-    p.add_argument("--dataset-cache-mb", type=_megabytes(MAX_CACHE_MB), default=None, metavar="N",
-                   help=f"LevelDB block cache of each open dataset in MiB, 1-{MAX_CACHE_MB} "
-                        f"(default: {node.lru_cache_size >> 20})")
+    _settings.add_arguments(p)
     p.set_defaults(handler=_cmd_serve)
-
-
-MAX_WRITE_BUFFER_MB = 1024  # LevelDB clips larger write buffers
-MAX_CACHE_MB = 65536
-
-
-def _megabytes(maximum: int) -> Any:
-    """An argparse type: a whole number of MiB from 1 to ``maximum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            value = None
-        if value is None or not 1 <= value <= maximum:
-            raise argparse.ArgumentTypeError(f"must be a whole number of MiB from 1 to {maximum}, not {text!r}")
-        return value
-
-    return parse
 
 
 def dataset_options(write_buffer_mb: int | None = None, cache_mb: int | None = None) -> storage.LevelDBOptions:
@@ -92,20 +73,30 @@ def dataset_options(write_buffer_mb: int | None = None, cache_mb: int | None = N
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings.resolve(_settings.flag_values(args), settings=args.settings)
     tune_process()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = dataset_options(args.dataset_write_buffer_mb, args.dataset_cache_mb)
+    _configure_logging(settings["log_format"], settings["log_level"])
+    options = dataset_options(settings["dataset_write_buffer_mb"], settings["dataset_cache_mb"])
+    notifier = _notify.Notifier.from_environ()
     try:
-        trio.run(lambda: serve(args.data_dir, host=args.host, port=args.port, config_file=args.config,
-                               poll_interval=args.poll_interval, grace=args.grace, dataset_options=options))
+        trio.run(lambda: serve(settings["data_dir"], host=settings["host"], port=settings["port"],
+                               config_file=settings["config"], poll_interval=settings["poll_interval"],
+                               grace=settings["grace"], dataset_options=options, notifier=notifier))
     except (ServeError, BaseExceptionGroup) as exc:
         errors = _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
         if not all(isinstance(e, ServeError) for e in errors):
             raise
         print(f"sesamd: error: {errors[0]}", file=sys.stderr)
         return 2
+    finally:
+        notifier.close()
     return 0
+
+
+def _configure_logging(fmt: str, level: str) -> None:
+    from ._logging import configure
+
+    configure(fmt, level)
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
@@ -156,22 +147,55 @@ async def _watch_config(node: Node, path: Path, interval: float) -> None:
             log.error("%s (keeping the running config)", exc)
 
 
+async def _reapply(node: Node, path: Path | None, notifier: _notify.Notifier) -> None:
+    """SIGHUP: re-apply the config file between RELOADING=1 and READY=1 (an invalid one is logged, and the
+    running config kept)."""
+    notifier.send(_notify.Reloading.now(), _notify.Status("reloading the config file"))
+    try:
+        if path is None:
+            log.warning("received SIGHUP, but there is no --config file to re-apply")
+        else:
+            try:
+                await _apply_file(node, path)
+                log.info("received SIGHUP: re-applied the config file %s", path)
+            except ServeError as exc:
+                log.error("%s (keeping the running config)", exc)
+    finally:
+        notifier.send(_notify.Ready(), _notify.Status(pipe_counts(node).text()))
+
+
+async def _report_status(node: Node, notifier: _notify.Notifier, interval: float) -> None:
+    """A STATUS line with the pipe counts every ``interval`` seconds."""
+    while True:
+        await trio.sleep(interval)
+        notifier.send(_notify.Status(pipe_counts(node).text()))
+
+
+async def _stall_for_tests(after: float) -> None:
+    await trio.sleep(after)
+    _notify.stall_loop()
+
+
 async def serve(data_dir: str | Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                 config_file: str | Path | None = None, engine: Engine | None = None, poll_interval: float = 1.0,
                 grace: float = 30.0, dataset_options: storage.LevelDBOptions | None = None,
+                notifier: _notify.Notifier | None = None, status_interval: float = STATUS_INTERVAL,
                 task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a node with its API until SIGTERM/SIGINT (or cancellation); reports the API URL when ready.
 
-    ``dataset_options``: the LevelDB options of the node's datasets (default: the node profile).
+    ``dataset_options``: the LevelDB options of the node's datasets (default: the node profile);
+    ``notifier``: where systemd hears from the node (default: nowhere).
     """
     import hypercorn.config
 
     from ._node import open_node
     from .api import create_app
 
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    notifier = notifier or _notify.Notifier(None)
+    path = Path(config_file) if config_file is not None else None
+    hard_stop = trio.CancelScope()  # past the grace and a margin, a stop cancels what still runs
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals, hard_stop:
         async with open_node(data_dir, engine, dataset_options=dataset_options) as node:
-            path = Path(config_file) if config_file is not None else None
             if path is not None:
                 await _apply_file(node, path)
             freeze_startup()
@@ -179,7 +203,7 @@ async def serve(data_dir: str | Path, *, host: str = "127.0.0.1", port: int = DE
             config.bind = [f"{host}:{port}"]
             config.accesslog = None
             config.errorlog = logging.getLogger("hypercorn.error")
-            config.graceful_timeout = 5.0
+            config.graceful_timeout = HTTP_DRAIN
             config.websocket_ping_interval = 20.0  # (a request body that stops arriving: api._idle_body)
             stopping = trio.Event()
             server_stop = trio.Event()
@@ -187,7 +211,13 @@ async def serve(data_dir: str | Path, *, host: str = "127.0.0.1", port: int = DE
 
                 async def on_signals() -> None:
                     async for signum in signals:
-                        log.info("received %s: stopping", signal.Signals(signum).name)
+                        if signum == signal.SIGHUP:
+                            nursery.start_soon(_reapply, node, path, notifier)
+                            continue
+                        if not stopping.is_set():
+                            log.info("received %s: stopping", signal.Signals(signum).name)
+                            notifier.send(_notify.Stopping(), _notify.Status("stopping: running batches commit"))
+                            hard_stop.deadline = trio.current_time() + grace + HTTP_DRAIN + HARD_STOP_MARGIN
                         stopping.set()
 
                 nursery.start_soon(on_signals)
@@ -198,10 +228,21 @@ async def serve(data_dir: str | Path, *, host: str = "127.0.0.1", port: int = DE
                     url = binds[0].rstrip("/") + "/api"
                     print(f"sesamd: serving {url} (data dir {Path(data_dir)}, pid {os.getpid()})", flush=True)
                     task_status.started(url)
+                    notifier.send(_notify.Ready(), _notify.Status(pipe_counts(node).text()))
+                    interval = _notify.watchdog_interval(os.environ, os.getpid())
+                    if notifier.enabled and interval is not None:
+                        nursery.start_soon(_notify.watchdog, notifier, interval)
+                    if notifier.enabled:
+                        nursery.start_soon(_report_status, node, notifier, status_interval)
+                    stall = _notify.testing_stall_after()
+                    if stall is not None:
+                        nursery.start_soon(_stall_for_tests, stall)
                     await stopping.wait()
                     await node.stop_runs(grace)
                     server_stop.set()  # the server drains its requests, then returns
                 nursery.cancel_scope.cancel()
+    if hard_stop.cancelled_caught:
+        log.warning("stopping took longer than the grace of %g s: what still ran was cancelled", grace)
     log.info("stopped")
 
 
@@ -219,6 +260,14 @@ async def _start_server(nursery: trio.Nursery, app: Any, config: hypercorn.confi
     try:
         binds: list[str] = await nursery.start(run)
     except* OSError as group:
-        error = group.exceptions[0]
-        raise ServeError(f"cannot listen on {host}:{port}: {getattr(error, 'strerror', None) or error}") from None
+        raise ServeError(_listen_error(host, port, _leaves(group)[0])) from None
     return binds
+
+
+def _listen_error(host: str, port: int, error: BaseException) -> str:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        return f"address {address} is already in use (is another sesamd running?)"
+    if isinstance(error, OSError) and error.strerror:
+        return f"cannot listen on {address}: {error.strerror}"
+    return f"cannot listen on {address}: {error}"

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,24 +105,44 @@ class Daemon:
 
 @contextmanager
 def started_process(argv: list[str], log: Path, ready: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Run ``argv`` (stderr appended to ``log``) until its first stdout line starts with ``ready``; yields the
-    process and that line. The process is killed when the block ends if it is still running."""
+    """Run ``argv`` (stderr appended to ``log``) until a stdout line starts with ``ready``; yields the process
+    and that line. The other stdout lines (log lines: ``sesamd._logging``) go to ``log`` too, copied by a
+    thread so that the pipe never fills. The process is killed when the block ends if it is still running."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as err:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env)
+    copier = None
     try:
         assert process.stdout is not None
-        line = process.stdout.readline().decode()
+        with log.open("ab") as out:
+            for raw in iter(process.stdout.readline, b""):
+                line = raw.decode()
+                if line.startswith(ready):
+                    break
+                out.write(raw)
+            else:
+                line = ""
         if not line.startswith(ready):
             process.kill()
             raise AssertionError(f"{argv[1:3]} did not start: {line!r}\n{log.read_text()}")
+        copier = threading.Thread(target=_copy_lines, args=(process.stdout, log), daemon=True)
+        copier.start()
         yield process, line
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+        process.wait()
+        if copier is not None:
+            copier.join(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def _copy_lines(stream: Any, log: Path) -> None:
+    with log.open("ab") as out:
+        for raw in iter(stream.readline, b""):
+            out.write(raw)
+            out.flush()
 
 
 @contextmanager

@@ -1,10 +1,11 @@
-"""Node info, status, health and liveness."""
+"""Node info, status, health, readiness and liveness."""
 
 from __future__ import annotations
 
 from quart import Response
 
 from .._auth import Permission
+from .._health import readiness
 from ._context import api
 from ._routes import PUBLIC, Resource
 from ._views import json_response, node_info
@@ -37,3 +38,11 @@ async def health() -> Response:
 @resource.route("/ping", permission=PUBLIC, summary="Liveness: 200 while the API answers")
 async def ping() -> Response:
     return json_response({"status": "ok"})
+
+
+@resource.route("/ready", permission=PUBLIC, status=(200, 503),
+                summary="Readiness: 200 {ready: true}, or 503 naming failing pipes and systems and damaged datasets")
+async def ready() -> Response:
+    """Public like ``/health`` (a load balancer's probe has no token); it names ids, never error texts."""
+    found = readiness(api().node)
+    return json_response(found.json(), 200 if found.ready else 503)

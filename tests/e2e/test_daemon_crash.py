@@ -28,6 +28,7 @@ import pytest
 
 import storage
 from sesamd._auth import Authenticator
+from sesamd.testing import started_process
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTITIES = 40_000
@@ -155,26 +156,15 @@ class Daemon:
 
 @contextmanager
 def daemon(data_dir: Path, log: Path) -> Iterator[Daemon]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("ab") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sesamd._cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=err, env=env)
+    argv = [sys.executable, "-m", "sesamd._cli", "serve", "--port", "0", "--data-dir", str(data_dir)]
     server = None
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().decode()
-        assert line.startswith("sesamd: serving "), f"sesamd did not start: {line!r}\n{log.read_text()}"
-        server = Daemon(process, line.split()[2], data_dir)
-        yield server
-    finally:
-        if server is not None:
-            server.client.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    with started_process(argv, log, "sesamd: serving ") as (process, line):  # (log lines on stdout go to log)
+        try:
+            server = Daemon(process, line.split()[2], data_dir)
+            yield server
+        finally:
+            if server is not None:
+                server.client.close()
 
 
 def _check_sink(data: storage.DataDir, pipe_id: str, expected: list[dict[str, Any]]) -> int:

@@ -141,3 +141,20 @@ def test_process_tuning_raises_the_gc_threshold_and_freezes_startup_objects() ->
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_busy_port_is_one_line_saying_so(tmp_path: Path) -> None:
+    """A port another process listens on: ``sesamd: error: address HOST:PORT is already in use``, exit 2."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "sesamd._cli", "serve", "--settings", "/dev/null", "--port",
+                               str(port), "--data-dir", str(tmp_path / "data")], capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"sesamd: error: address 127.0.0.1:{port} is already in use (is another sesamd running?)\n"
