@@ -79,12 +79,12 @@ DEFAULT_LOG_LEVEL = logging.WARNING  # the least level of the log records a subs
 EVENT_TYPES = frozenset({  # the types a filter may name (log records are "log")
     "pump-started", "pump-progress", "pump-completed", "pump-failed", "pump-enabled", "pump-disabled",
     "pump-offset-set", "pump-tracking-set", "config-applied", "actor-crashed", "actor-restarted",
-    "actor-failed", "dataset-changed", "log",
+    "actor-failed", "dataset-changed", "pipe-cycle-warning", "log",
 })
 READ_PERMISSIONS = frozenset({"read_config", "read_data", "admin"})  # any one of them lets a client subscribe
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "WARN": logging.WARNING,
            "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL, "FATAL": logging.CRITICAL}
-_CONFIG_EVENTS_PREFIXES = ("pump-", "config-", "actor-")
+_CONFIG_EVENTS_PREFIXES = ("pump-", "config-", "actor-", "pipe-")
 
 
 class FeedError(ValueError):
@@ -306,9 +306,9 @@ def may_subscribe(permissions: Collection[str]) -> bool:
 
 
 def visible_to(permissions: Collection[str]) -> Callable[[Mapping[str, Any]], bool]:
-    """What a principal with these permissions (strings, or ``Permission`` members) may see: pump, config and
-    actor events with ``read_config``, ``dataset-changed`` with ``read_data``, ``log`` records (and any other
-    event) only with ``admin``, which sees everything."""
+    """What a principal with these permissions (strings, or ``Permission`` members) may see: pump, config,
+    actor and ``pipe-`` events with ``read_config``, ``dataset-changed`` with ``read_data``, ``log`` records
+    (and any other event) only with ``admin``, which sees everything."""
     held = frozenset(str(p) for p in permissions)
     if "admin" in held:
         return _everything

@@ -8,11 +8,14 @@ from .._auth import Authenticator, UserStore
 from .._node import Node
 from . import (
     _admin,
+    _backup,
     _configs,
     _datasets,
     _events,
+    _logging,
     _login,
     _metadata,
+    _metrics,
     _openapi,
     _pipes,
     _publishers,
@@ -34,8 +37,8 @@ __all__ = ["RESOURCES", "create_app", "routes_of"]
 RESOURCES: list[Resource] = [_status.resource, _configs.resource, _variables.resource,
                              _run_all.resource,  # before pipes: /pipes/run-all-pipes is no /pipes/<pipe_id>
                              _pipes.resource, _datasets.resource, _systems.resource, _metadata.resource,
-                             _admin.resource, _events.resource, _login.resource, _openapi.resource,
-                             _receivers.resource, _publishers.resource]
+                             _admin.resource, _backup.resource, _events.resource, _login.resource, _openapi.resource,
+                             _receivers.resource, _publishers.resource, _metrics.resource, _logging.resource]
 
 MAX_BODY = 256 << 20  # bytes: a config or entity upload larger than this is a 413
 IDLE_BODY_SECONDS = 10.0  # a request body of which nothing arrives this long is dropped (408)
@@ -53,6 +56,7 @@ def create_app(node: Node, *, auth: Authenticator | None = None, users: UserStor
     install_error_handlers(app)
     app.after_request(drain_body)  # see drain_body: a keep-alive connection must not hang
     install(app, RESOURCES, guard)
+    _metrics.observe(app, node)  # metrics, the pipe-cycle watch, run ids in log lines
     app.asgi_app = IdleBodyTimeout(app.asgi_app, IDLE_BODY_SECONDS)  # type: ignore[method-assign]
     return app
 
