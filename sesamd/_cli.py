@@ -7,7 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _auth_cli, _dataset_cli, _serve
+import storage
+
+from . import _auth_cli, _backup, _dataset_cli, _lint, _serve, _settings, _top
 
 __all__ = ["main"]
 
@@ -22,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     _serve.add_command(commands)
     _dataset_cli.add_commands(commands)
     _auth_cli.add_commands(commands)
+    _backup.add_commands(commands)
+    _lint.add_command(commands)
+    _settings.add_command(commands)
+    _top.add_command(commands)
     return parser
 
 
@@ -30,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (_dataset_cli.CLIError, _auth_cli.CLIError) as exc:
+    except (_dataset_cli.CLIError, _auth_cli.CLIError, _backup.BackupError, _lint.LintError,
+            _settings.SettingsError, _top.TopError, storage.StorageError) as exc:
         print(f"sesamd: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -6,17 +6,18 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
 import storage
 
-from ._entities_upload import EntityUploadError, validated_entities
+from ._entities_upload import EntityUploadError, describe, validated_entities
 
 __all__ = ["CLIError", "add_commands", "export_dataset", "import_file"]
 
 IMPORT_OFFSET_KEY = "import"
-BATCH_SIZE = 1000
+BATCH_SIZE = 1000  # stored versions per chunk of an export, entities per batch of a large import
 
 
 class CLIError(Exception):
@@ -73,56 +74,91 @@ def _open_existing(args: argparse.Namespace) -> storage.Dataset:
 # -- import ------------------------------------------------------------------------------------------
 
 
-def _validated(stream: IO[bytes], source: str) -> Iterator[tuple[dict[str, Any], int]]:
-    """Entities of a file with their line numbers; raises CLIError naming the first bad one."""
-    try:
-        yield from validated_entities(stream)
-    except EntityUploadError as exc:
-        raise CLIError(f"{source}: {exc}") from None
+class _Entities:
+    """The entities of a stream, parsed once, as an iterator for :meth:`storage.Dataset.write`; it remembers
+    the entity it gave last, to name it (position, line, ``_id``) when the write rejects it."""
+
+    def __init__(self, stream: IO[bytes], source: str) -> None:
+        self._items = storage.iter_json_entities(stream)
+        self.source = source
+        self.position = 0
+        self.line = 0
+        self.entity: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            self.entity, self.line = next(self._items)
+        except storage.JSONError as exc:
+            raise CLIError(f"{self.source}: {exc} (after {self.position} valid entities)") from None
+        self.position += 1
+        return self.entity
+
+    def rejected(self, exc: storage.EntityError) -> CLIError:
+        return CLIError(f"{self.source}: line {self.line}, entity #{self.position}{describe(self.entity)}: {exc}")
 
 
-def import_file(dataset: storage.Dataset, path: str, *, full: bool = False) -> dict[str, int]:
-    """Validate the whole file first, then write it in batches, each with the import position.
+ONE_BATCH_LIMIT = 256 << 20  # bytes: files up to this size import as one batch, larger ones validated first
 
-    A bad file leaves the dataset exactly as it was. Re-importing unchanged entities adds no versions.
+
+def import_file(dataset: storage.Dataset, path: str, *, full: bool = False,
+                one_batch_limit: int = ONE_BATCH_LIMIT) -> dict[str, int]:
+    """Import a JSON array or NDJSON file (``-``: stdin) into ``dataset``, all or nothing.
+
+    A file of up to ``one_batch_limit`` bytes (and stdin, which is read whole anyway) is parsed and prepared
+    once, streaming, into a single LevelDB WriteBatch committed after the last entity, with the import
+    offset: a bad entity or bad JSON anywhere, or a kill at any moment, leaves the dataset exactly as it was.
+    That batch takes about the stored size of the new and changed versions (a fresh import: about the
+    file's size) plus about 200 bytes per entity. A larger file would take as much memory, so it is parsed
+    twice instead, in bounded memory: validated whole first (a bad file writes nothing), then written in
+    batches of :data:`BATCH_SIZE`, each with the import position (a kill leaves whole batches, and importing
+    the file again completes it). A ``--full`` import then deletes the ids the file lacked. Re-importing
+    unchanged entities adds no versions.
     """
     source = "<stdin>" if path == "-" else path
-    if path == "-":
-        data = sys.stdin.buffer.read()
-        import io
+    if path != "-" and not os.path.isfile(path):
+        raise CLIError(f"{path}: no such file")
+    if path != "-" and os.path.getsize(path) > one_batch_limit:
+        return _import_in_batches(dataset, path, full=full)
+    run = dataset.begin_full_run() if full else None
+    with nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb") as stream:
+        entities = _Entities(stream, source)
+        try:
+            written = dataset.write(entities, offset_key=IMPORT_OFFSET_KEY,
+                                    offset={"source": source, "complete": True}, full_run=run).appended
+        except storage.EntityError as exc:
+            raise entities.rejected(exc) from None
+    deleted = dataset.end_full_run(run) if run is not None else 0
+    return {"entities": entities.position, "written": written, "deleted": deleted}
 
-        def open_stream() -> IO[bytes]:
-            return io.BytesIO(data)
-    else:
-        if not os.path.isfile(path):
-            raise CLIError(f"{path}: no such file")
 
-        def open_stream() -> IO[bytes]:
-            return open(path, "rb")
-
-    with open_stream() as stream:
-        total = sum(1 for _ in _validated(stream, source))
+def _import_in_batches(dataset: storage.Dataset, path: str, *, full: bool) -> dict[str, int]:
+    """A large file: validated whole first, then written in batches with the import position."""
+    with open(path, "rb") as stream:
+        try:
+            total = sum(1 for _ in validated_entities(stream))
+        except EntityUploadError as exc:
+            raise CLIError(f"{path}: {exc}") from None
     run = dataset.begin_full_run() if full else None
     written = seen = 0
     batch: list[dict[str, Any]] = []
-    with open_stream() as stream:
+    with open(path, "rb") as stream:
         for entity, _line in storage.iter_json_entities(stream):
             batch.append(entity)
             if len(batch) >= BATCH_SIZE:
                 seen += len(batch)
-                written += dataset.write(batch, offset_key=IMPORT_OFFSET_KEY,
-                                         offset=_offset(source, seen, total), full_run=run).appended
+                written += dataset.write(batch, offset_key=IMPORT_OFFSET_KEY, full_run=run,
+                                         offset={"source": path, "position": seen, "complete": seen == total}
+                                         ).appended
                 batch = []
         seen += len(batch)
         if batch or total == 0:
-            written += dataset.write(batch, offset_key=IMPORT_OFFSET_KEY,
-                                     offset=_offset(source, seen, total), full_run=run).appended
+            written += dataset.write(batch, offset_key=IMPORT_OFFSET_KEY, full_run=run,
+                                     offset={"source": path, "position": seen, "complete": True}).appended
     deleted = dataset.end_full_run(run) if run is not None else 0
     return {"entities": total, "written": written, "deleted": deleted}
-
-
-def _offset(source: str, position: int, total: int) -> dict[str, Any]:
-    return {"source": source, "position": position, "complete": position == total}
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -185,22 +221,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    """A damaged dataset is listed as such (exit code 1); a data directory a node holds is a StorageError."""
     data_dir = _data_dir(args)
-    rows = []
+    rows: list[tuple[str, dict[str, int] | str]] = []
     for name in data_dir.dataset_names():
-        with data_dir.open_dataset(name, create=False) as dataset:
-            counts = dataset.counts()
-        rows.append((name, counts))
+        try:
+            with data_dir.open_dataset(name, create=False) as dataset:
+                rows.append((name, dataset.counts()))
+        except storage.DatasetDamaged as exc:
+            rows.append((name, exc.detail))
     width = max([len("DATASET")] + [len(name) for name, _ in rows])
     print(f"{'DATASET':<{width}}  {'ENTITIES':>10}  {'DELETED':>10}  {'VERSIONS':>10}")
     for name, counts in rows:
-        print(f"{name:<{width}}  {counts['entities']:>10}  {counts['deleted']:>10}  {counts['log']:>10}")
-    return 0
+        if isinstance(counts, str):
+            print(f"{name:<{width}}  damaged: {counts}")
+        else:
+            print(f"{name:<{width}}  {counts['entities']:>10}  {counts['deleted']:>10}  {counts['log']:>10}")
+    return 1 if any(isinstance(counts, str) for _, counts in rows) else 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    with _open_existing(args) as dataset:
-        problems = storage.check_dataset(dataset)
+    try:
+        with _open_existing(args) as dataset:
+            problems = storage.check_dataset(dataset)
+    except storage.DatasetDamaged as exc:
+        problems = [f"damaged: {exc.detail}"]
     for problem in problems:
         print(f"{args.name}: {problem}")
     if problems:

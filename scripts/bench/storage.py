@@ -28,12 +28,25 @@ Measurements, each in its own child process (so its peak RSS is its own), round-
 ``store_export``
     ``Dataset.iter_stored(history=False, deleted=False)`` written out the same way (what
     ``sesamd dataset export`` does): the stored bytes, joined with commas.
+``store_file_ingest``
+    In-process ingest of the import file (the same entities as NDJSON, one per line):
+    ``storage.iter_json_entities`` and ``Dataset.write`` in batches of 1000 into an empty dataset.
+``import_cli``
+    ``sesamd dataset import NAME FILE`` of that file into an empty data directory, timed as a whole process
+    (interpreter start, imports, parse, write, close), from a child of the phase's process; its peak RSS
+    is the import process's own.
+``sqlite_upsert``
+    A plain 20-line Python script (:data:`SQLITE_SCRIPT`, standard library only) upserting the same file
+    by ``_id`` into one SQLite table in one transaction, also as a whole process. It keeps no history, no
+    change detection and no indexes beyond the primary key.
 
-Opening and closing databases is not timed; the garbage collector stays on. Targets: store fresh
-ingest at least 70 % of the raw baseline, unchanged re-ingest faster than fresh, export at least 300k
-entities/s, and ingest memory bounded by the batch size: the peak RSS growth over the RSS before the
-loop must stay within LevelDB's fixed buffers (two write buffers and the block cache) plus a 64 MiB
-allowance, whatever the entity count.
+Opening and closing databases is not timed (but for the two whole processes); the garbage collector
+stays on. Targets: store fresh ingest at least 70 % of the raw baseline, unchanged re-ingest faster than
+fresh, export at least 300k entities/s, ingest memory bounded by the batch size (the peak RSS growth over
+the RSS before the loop must stay within LevelDB's fixed buffers, two write buffers and the block cache,
+plus a 64 MiB allowance, whatever the entity count), the import command at least 85 % of in-process
+ingest of the same file and at least 80 % of the SQLite upsert script. (The import holds the whole file's
+new versions in one WriteBatch, for all-or-nothing: its peak RSS, reported, grows with the file.)
 """
 
 from __future__ import annotations
@@ -42,8 +55,10 @@ import argparse
 import gc
 import json
 import os
+import resource
 import shutil
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,6 +88,8 @@ QUICK_N = 100_000
 FULL_N = 1_000_000
 EXPORT_TARGET = 300_000  # entities/s
 FRESH_TARGET = 0.70  # of the raw baseline
+IMPORT_TARGET = 0.85  # the import command, of in-process ingest of the same file
+SQLITE_TARGET = 0.80  # the import command, of the SQLite upsert script
 MEMORY_ALLOWANCE = 64 << 20  # beyond LevelDB's own buffers
 MIB = 1 << 20
 
@@ -86,21 +103,52 @@ PHASES = (
     "store_unchanged_ingest",
     "raw_export",
     "store_export",
+    "store_file_ingest",
+    "import_cli",
+    "sqlite_upsert",
 )
 INGEST_PHASES = PHASES[:4]
+PROCESS_PHASES = ("import_cli", "sqlite_upsert")  # whole processes: their peak RSS is reported
 
 # every named figure and ratio the JSON output holds (tests check them)
 FIGURES = tuple(f"{p}.{f}" for p in PHASES for f in ("entities_per_s", "us_per_entity", "seconds"))
 MEMORY_FIGURES = tuple(f"{p}.{f}" for p in INGEST_PHASES
-                       for f in ("rss_before", "peak_rss", "peak_rss_growth", "peak_anon_growth"))
+                       for f in ("rss_before", "peak_rss", "peak_rss_growth", "peak_anon_growth")) \
+    + tuple(f"{p}.peak_rss" for p in PROCESS_PHASES)
 RATIOS = (
     "store_fresh_vs_raw_fresh",
     "store_unchanged_vs_raw_unchanged",
     "store_unchanged_vs_store_fresh",
     "raw_unchanged_vs_raw_fresh",
     "store_export_vs_raw_export",
+    "import_cli_vs_store_file_ingest",
+    "import_cli_vs_sqlite_upsert",
 )
-TARGETS = ("fresh_ingest", "unchanged_faster_than_fresh", "export_rate", "memory_bounded")
+TARGETS = ("fresh_ingest", "unchanged_faster_than_fresh", "export_rate", "memory_bounded", "import_vs_in_process",
+           "import_vs_sqlite")
+
+SQLITE_SCRIPT = """\
+import json, sqlite3, sys
+
+def main(db_path, file_path):
+    db = sqlite3.connect(db_path)
+    db.execute("CREATE TABLE IF NOT EXISTS entities (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+    upsert = ("INSERT INTO entities (id, body) VALUES (?, ?) "
+              "ON CONFLICT (id) DO UPDATE SET body = excluded.body WHERE body != excluded.body")
+    n, rows = 0, []
+    with db, open(file_path, encoding="utf-8") as lines:
+        for line in lines:
+            entity = json.loads(line)
+            rows.append((entity["_id"], json.dumps(entity, sort_keys=True)))
+            if len(rows) >= 1000:
+                db.executemany(upsert, rows)
+                n, rows = n + len(rows), []
+        db.executemany(upsert, rows)
+    db.close()
+    print(n + len(rows))
+
+main(sys.argv[1], sys.argv[2])
+"""
 
 _SEQ = struct.Struct(">Q")
 _SORT = orjson.OPT_SORT_KEYS
@@ -243,6 +291,69 @@ def store_export(root: str, out: str) -> dict[str, Any]:
     return meter.result(n, bytes=os.path.getsize(out) if out != os.devnull else None)
 
 
+def import_file_of(bodies: str | Path) -> Path:
+    """The import file beside ``bodies``: the same entities as NDJSON, one per line (written once)."""
+    path = Path(bodies).with_name("import.ndjson")
+    if not path.exists():
+        with open(path.with_suffix(".tmp"), "wb") as out:
+            for body in _common.read_bodies(bodies):
+                out.write(b"\n".join(storage.dumps(e) for e in storage.parse_json(body)) + b"\n")
+        path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def store_file_ingest(root: str, file: Path) -> dict[str, Any]:
+    """In-process ingest of the import file: parse it streaming, ``Dataset.write`` batches of 1000."""
+    dataset = storage.DataDir(root, options=OPTIONS).open_dataset(DATASET)
+    write = dataset.write
+    n = appended = 0
+    with open(file, "rb") as stream, _Meter() as meter:
+        batch: list[Any] = []
+        for entity, _line in storage.iter_json_entities(stream):
+            batch.append(entity)
+            if len(batch) >= BATCH:
+                appended += write(batch).appended
+                n += len(batch)
+                batch = []
+                meter.sample(n)
+        appended += write(batch).appended
+        n += len(batch)
+    dataset.close()
+    return meter.result(n, written=appended)
+
+
+def _whole_process(argv: list[str]) -> tuple[float, int, str]:
+    """Run ``argv`` to its end: (seconds, its peak RSS, its stdout+stderr)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise AssertionError(f"{argv[1:4]} exited {done.returncode}: {done.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, (peak if peak > before else before) * 1024, done.stdout + done.stderr
+
+
+def import_cli(root: str, file: Path) -> dict[str, Any]:
+    """``sesamd dataset import`` of the import file, timed as a whole process."""
+    argv = [sys.executable, "-m", "sesamd._cli", "dataset", "import", DATASET, str(file), "--data-dir", root]
+    seconds, peak, output = _whole_process(argv)
+    with storage.DataDir(root, options=OPTIONS).open_dataset(DATASET, create=False) as dataset:
+        counts = dataset.counts()
+    return {"seconds": seconds, "n": counts["entities"], "written": counts["log"], "peak_rss": peak,
+            "output": output.strip()}
+
+
+def sqlite_upsert(workdir: Path, file: Path) -> dict[str, Any]:
+    """The 20-line SQLite upsert script on the import file, timed as a whole process."""
+    script = workdir / "sqlite_upsert.py"
+    script.write_text(SQLITE_SCRIPT)
+    seconds, peak, output = _whole_process([sys.executable, str(script), str(workdir / "upsert.sqlite"), str(file)])
+    n = int(output.split()[0])
+    return {"seconds": seconds, "n": n, "written": n, "peak_rss": peak}
+
+
 def run_phase(phase: str, workdir: str | Path, bodies: str | Path, export_to: str = "file") -> dict[str, Any]:
     """Run one phase in this process. ``workdir`` holds the raw database and the dataset store."""
     workdir = Path(workdir)
@@ -260,6 +371,12 @@ def run_phase(phase: str, workdir: str | Path, bodies: str | Path, export_to: st
         return raw_export(root, out)
     if phase == "store_export":
         return store_export(root, out)
+    if phase == "store_file_ingest":
+        return store_file_ingest(str(workdir / "file-store"), import_file_of(bodies))
+    if phase == "import_cli":
+        return import_cli(str(workdir / "import-store"), import_file_of(bodies))
+    if phase == "sqlite_upsert":
+        return sqlite_upsert(workdir, import_file_of(bodies))
     raise ValueError(f"unknown phase {phase!r}")
 
 
@@ -278,7 +395,7 @@ def check_phase(phase: str, result: dict[str, Any], n: int) -> None:
     """Fail loudly if a phase did not do what it measures."""
     if result["n"] != n:
         raise AssertionError(f"{phase}: processed {result['n']} entities, expected {n}")
-    if phase in ("raw_fresh_ingest", "store_fresh_ingest") and result["written"] != n:
+    if phase in ("raw_fresh_ingest", "store_fresh_ingest", *PHASES[6:]) and result["written"] != n:
         raise AssertionError(f"{phase}: wrote {result['written']} entities, expected {n}")
     if phase in ("raw_unchanged_ingest", "store_unchanged_ingest") and result["written"] != 0:
         raise AssertionError(f"{phase}: re-ingesting unchanged data wrote {result['written']} entities")
@@ -297,6 +414,7 @@ def run_benchmark(n: int, *, rounds: int = 3, isolate: bool = True, export_to: s
         bodies = tmp / "bodies.ndjson"
         t0 = time.perf_counter()
         data = _common.write_bodies(bodies, n)
+        import_file_of(bodies)
         say(f"generated {n:,} entities, {data['avg_entity_bytes']:.0f} B each as compact JSON, "
             f"in {time.perf_counter() - t0:.1f}s")
         for r in range(rounds):
@@ -332,6 +450,8 @@ def build_report(raw: dict[str, list[dict[str, Any]]], n: int, rounds: int, data
         for name in ("rss_before", "peak_rss", "peak_rss_growth", "peak_anon_growth"):
             figures[f"{phase}.{name}"] = max(r[name] for r in raw[phase])  # the worst round
         figures[f"{phase}.rss_samples"] = raw[phase][-1]["rss_samples"]
+    for phase in PROCESS_PHASES:
+        figures[f"{phase}.peak_rss"] = max(r["peak_rss"] for r in raw[phase])
 
     def per_round(a: str, b: str) -> list[float]:
         return [(x["n"] / x["seconds"]) / (y["n"] / y["seconds"])
@@ -343,6 +463,8 @@ def build_report(raw: dict[str, list[dict[str, Any]]], n: int, rounds: int, data
         "store_unchanged_vs_store_fresh": ("store_unchanged_ingest", "store_fresh_ingest"),
         "raw_unchanged_vs_raw_fresh": ("raw_unchanged_ingest", "raw_fresh_ingest"),
         "store_export_vs_raw_export": ("store_export", "raw_export"),
+        "import_cli_vs_store_file_ingest": ("import_cli", "store_file_ingest"),
+        "import_cli_vs_sqlite_upsert": ("import_cli", "sqlite_upsert"),
     }
     ratios = {name: rate[a] / rate[b] for name, (a, b) in pairs.items()}
     ratios_per_round = {name: per_round(a, b) for name, (a, b) in pairs.items()}
@@ -358,6 +480,10 @@ def build_report(raw: dict[str, list[dict[str, Any]]], n: int, rounds: int, data
                         "rule": "store export >= 300,000 entities/s"},
         "memory_bounded": {"value": growth, "target": budget,
                            "rule": "peak RSS growth of store ingest <= 2 write buffers + cache + 64 MiB"},
+        "import_vs_in_process": {"value": ratios["import_cli_vs_store_file_ingest"], "target": IMPORT_TARGET,
+                                 "rule": "sesamd dataset import (whole process) / in-process ingest >= 0.85"},
+        "import_vs_sqlite": {"value": ratios["import_cli_vs_sqlite_upsert"], "target": SQLITE_TARGET,
+                             "rule": "sesamd dataset import / SQLite upsert script (both whole processes) >= 0.80"},
     }
     for name, t in targets.items():
         t["met"] = bool(t["value"] > t["target"]) if name == "unchanged_faster_than_fresh" else \
@@ -401,6 +527,13 @@ def format_report(report: dict[str, Any]) -> str:
          "1.00 (baseline)", "", ""),
         ("store export (iter_stored latest live)", rate("store_export"), us("store_export"),
          f"{ratios['store_export_vs_raw_export']:.2f}", ">= 300,000/s", met("export_rate")),
+        ("in-process ingest of the import file", rate("store_file_ingest"), us("store_file_ingest"),
+         "1.00 (baseline)", "", ""),
+        ("import (sesamd dataset import, process)", rate("import_cli"), us("import_cli"),
+         f"{ratios['import_cli_vs_store_file_ingest']:.2f}", ">= 0.85", met("import_vs_in_process")),
+        ("sqlite upsert script (process)", rate("sqlite_upsert"), us("sqlite_upsert"), "", "", ""),
+        ("import vs sqlite upsert", "", "", f"{ratios['import_cli_vs_sqlite_upsert']:.2f}", ">= 0.80",
+         met("import_vs_sqlite")),
     ]
     out = [f"{cfg['n']:,} entities ({cfg['avg_entity_bytes']:.0f} B), batches of {cfg['batch']}, "
            f"median (min-max) of {cfg['rounds']} rounds, export to {cfg['export_to']}", ""]
@@ -413,6 +546,8 @@ def format_report(report: dict[str, Any]) -> str:
                          f"{f[f'{p}.peak_rss_growth'] / MIB:.0f}", f"{f[f'{p}.peak_anon_growth'] / MIB:.0f}",
                          f"{budget / MIB:.0f}" if p.startswith("store") else "",
                          met("memory_bounded") if p.startswith("store") else ""))
+    for p in PROCESS_PHASES:
+        mem_rows.append((p + " (whole process)", "", f"{f[f'{p}.peak_rss'] / MIB:.0f}", "", "", "", ""))
     out += ["", "memory (MiB; the worst round; each phase in its own process):"]
     out.append(_common.format_table(
         ("phase", "RSS before", "peak RSS", "growth", "anon growth", "budget", "met?"), mem_rows))

@@ -49,6 +49,9 @@ def test_main_writes_every_figure(bench, tmp_path, capsys):
     _check_report(bench, report, 2000)
     printed = capsys.readouterr().out
     assert "store fresh ingest" in printed and "met?" in printed
+    assert "import (sesamd dataset import, process)" in printed and "sqlite upsert script" in printed
+    assert report["figures"]["import_cli.peak_rss"] > 0 and report["figures"]["sqlite_upsert.peak_rss"] > 0
+    assert {"import_vs_in_process", "import_vs_sqlite"} <= set(report["targets"])
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # the temp data is gone
 
 

@@ -1,4 +1,4 @@
-"""Crash safety: ``sesamd dataset import`` killed with SIGKILL at random moments loses and duplicates nothing."""
+"""Crash safety: ``sesamd dataset import`` killed with SIGKILL at random moments leaves all of the file or none."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_during_fresh_import_keeps_batches_whole(tmp_path: Path, files: dict) -> None:
+def test_sigkill_during_fresh_import_leaves_all_or_nothing(tmp_path: Path, files: dict) -> None:
     file, entities = files["first"]
     started = time.monotonic()
     _import(tmp_path / "timing", file)
@@ -101,14 +101,14 @@ def test_sigkill_during_fresh_import_keeps_batches_whole(tmp_path: Path, files: 
         with data.open_dataset("crash", create=False) as dataset:
             assert storage.check_dataset(dataset) == []
             offset = dataset.get_offset("import")
-            position = 0 if offset is None else offset["position"]
+            count = dataset.counts()["log"]
             latest = _latest(dataset)
-            # exactly the first `position` entities of the file, each once
-            assert dataset.counts()["log"] == position
-            assert [latest[e["_id"]]["_id"] for e in expected[:position]] == [e["_id"] for e in expected[:position]]
-            assert len(latest) == position
-            mid_write += 0 < position < ENTITIES
-    assert mid_write >= KILLS // 4, "too few kills landed while batches were being written"
+            # the import is one batch: all of the file, each entity once, with its offset, or nothing at all
+            assert count in (0, ENTITIES)
+            assert (offset is not None) == (count == ENTITIES) == (len(latest) == ENTITIES)
+            assert sorted(latest) == ([e["_id"] for e in expected] if count else [])
+            mid_write += count == 0
+    assert mid_write >= KILLS // 4, "too few kills landed while the import was writing"
     # re-running the import on the last killed store completes it exactly once
     _import(data_dir, file)
     with storage.DataDir(data_dir).open_dataset("crash", create=False) as dataset:
@@ -120,26 +120,27 @@ def test_sigkill_during_fresh_import_keeps_batches_whole(tmp_path: Path, files: 
 
 
 @pytest.mark.slow
-def test_sigkill_during_update_import_leaves_old_or_new_versions_by_batch(tmp_path: Path, files: dict) -> None:
+def test_sigkill_during_update_import_leaves_old_or_new_versions(tmp_path: Path, files: dict) -> None:
     first, _ = files["first"]
-    second, entities = files["second"]
+    second, _entities = files["second"]
     rng = random.Random(7)
-    expected_new = [storage.parse_json(json.dumps(e)) for e in entities]
     base = tmp_path / "base"
     _import(base, first)
-    mid_write = 0
+    subprocess.run(["cp", "-a", str(base), str(tmp_path / "timing")], check=True)
+    started = time.monotonic()
+    _import(tmp_path / "timing", second)
+    duration = time.monotonic() - started
+    kept_old = 0
     for attempt in range(KILLS // 2):
         data_dir = tmp_path / f"update{attempt}"
         subprocess.run(["cp", "-a", str(base), str(data_dir)], check=True)
         storage.DataDir(data_dir).open_dataset("crash", create=False).close()  # recover the log now
-        _kill_after(data_dir, second, 60, rng.randint(1, 8_000_000))
+        _kill_after(data_dir, second, rng.uniform(0.05, duration * 1.1))
         with storage.DataDir(data_dir).open_dataset("crash", create=False) as dataset:
             assert storage.check_dataset(dataset) == []
-            offset = dataset.get_offset("import")
-            position = offset["position"] if offset["source"].endswith("second.json") else 0
-            latest = _latest(dataset)
-            for index, entity in enumerate(expected_new):
-                assert latest[entity["_id"]]["generation"] == (2 if index < position else 1)
-            assert dataset.counts()["log"] == ENTITIES + position
-            mid_write += 0 < position < ENTITIES
-    assert mid_write >= 2, "too few kills landed while batches were being written"
+            new = dataset.get_offset("import")["source"].endswith("second.json")
+            generations = {e["generation"] for e in _latest(dataset).values()}
+            assert generations == ({2} if new else {1})  # every entity's new version, or none
+            assert dataset.counts()["log"] == ENTITIES * (2 if new else 1)
+            kept_old += not new
+    assert kept_old >= 2, "too few kills landed while the import was writing"

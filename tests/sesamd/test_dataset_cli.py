@@ -144,3 +144,23 @@ def test_console_script_reads_standard_input(tmp_path, data_dir) -> None:
     assert result.returncode == 0, result.stderr
     with storage.DataDir(data_dir).open_dataset("people", create=False) as dataset:
         assert dataset.get("s")["n"] == "~f1.5"
+
+
+@pytest.mark.parametrize("limit", [0, 1 << 30], ids=["in-batches", "one-batch"])
+def test_both_import_paths_are_all_or_nothing_and_idempotent(tmp_path, limit) -> None:
+    from sesamd._dataset_cli import CLIError, import_file
+
+    entities = [{"_id": f"{i:05}", "n": i} for i in range(2500)]  # several batches of the large-file path
+    good = write(tmp_path / "good.json", json.dumps(entities))
+    bad = write(tmp_path / "bad.json", json.dumps([*entities, {"_id": 7}]))  # the last entity is bad
+    data = storage.DataDir(tmp_path / "data")
+    with data.open_dataset("people") as dataset:
+        with pytest.raises(CLIError, match=r"bad\.json"):
+            import_file(dataset, bad, one_batch_limit=limit)
+        assert dataset.counts()["log"] == 0  # nothing of the bad file was written
+        assert import_file(dataset, good, one_batch_limit=limit) == {"entities": 2500, "written": 2500,
+                                                                     "deleted": 0}
+        assert import_file(dataset, good, one_batch_limit=limit)["written"] == 0
+        offset = dataset.get_offset("import")
+        assert offset["complete"] is True and offset.get("position", 2500) == 2500
+        assert [e["n"] for e in dataset.iter_entities()] == list(range(2500))
