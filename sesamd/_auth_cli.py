@@ -13,11 +13,12 @@ import sys
 from typing import Any
 
 from ._auth import ROLES, Authenticator, UserStore, _normal_email
+from ._command_errors import CommandError
 
 __all__ = ["CLIError", "add_commands"]
 
 
-class CLIError(Exception):
+class CLIError(CommandError):
     """A problem with the user's input, reported with exit code 2."""
 
 

@@ -36,6 +36,7 @@ import plyvel
 import storage
 
 from . import __version__
+from ._command_errors import CommandError
 
 __all__ = ["MANIFEST", "BackupError", "add_commands", "backup_data_dir", "backup_node", "restore"]
 
@@ -45,7 +46,7 @@ COPY_BATCH = 10_000  # keys per write batch of a copy
 DEFAULT_NODE = "http://127.0.0.1:9042"
 
 
-class BackupError(Exception):
+class BackupError(CommandError):
     """A backup or restore that cannot be done (bad destination, locked data dir, bad manifest)."""
 
 

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import storage
 
+from ._command_errors import CommandError
 from ._entities_upload import EntityUploadError, describe, validated_entities
 
 __all__ = ["CLIError", "add_commands", "export_dataset", "import_file"]
@@ -20,7 +21,7 @@ IMPORT_OFFSET_KEY = "import"
 BATCH_SIZE = 1000  # stored versions per chunk of an export, entities per batch of a large import
 
 
-class CLIError(Exception):
+class CLIError(CommandError):
     """A problem with the user's input, reported with exit code 2."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import storage
 
+from ._command_errors import CommandError
 from ._config import ConfigValidationError, parse_upload, secret_names
 
 __all__ = ["LintError", "Problem", "add_command", "collect_files", "lint_files"]
@@ -30,7 +31,7 @@ __all__ = ["LintError", "Problem", "add_command", "collect_files", "lint_files"]
 _POSITION_PREFIX = "$["
 
 
-class LintError(Exception):
+class LintError(CommandError):
     """Bad lint arguments (a missing file, an unreadable --env)."""
 
 

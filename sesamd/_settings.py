@@ -27,6 +27,8 @@ from typing import Any
 
 import storage
 
+from ._command_errors import CommandError
+
 __all__ = ["DEFAULT_FILE", "ENV_FILE", "SETTINGS", "Effective", "Setting", "SettingsError", "add_arguments",
            "add_command", "flag_values", "resolve"]
 
@@ -35,7 +37,7 @@ ENV_FILE = "SESAMD_SETTINGS"
 PREFIX = "SESAMD_"
 
 
-class SettingsError(Exception):
+class SettingsError(CommandError):
     """A bad settings file, variable or value: one line, naming where."""
 
 

@@ -30,6 +30,8 @@ from rich.live import Live
 from rich.table import Table
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
+from ._command_errors import CommandError
+
 __all__ = ["DEFAULT_NODE", "Row", "TopError", "TopModel", "add_command", "render", "snapshot", "watch"]
 
 DEFAULT_NODE = "http://127.0.0.1:9042/api"
@@ -40,7 +42,7 @@ STYLES = {"running": "bold cyan", "ok": "green", "failed": "bold red", "disabled
           "never run": "yellow"}
 
 
-class TopError(Exception):
+class TopError(CommandError):
     """The node could not be reached or refused us: printed as ``sesamd: error: ...``."""
 
 
