@@ -43,7 +43,7 @@ from dtl import DTLRuntimeError
 from ._datasets import Datasets, DatasetWrite
 from ._namespacing import Namespacing, namespaced_identifiers
 from ._reprocessing import config_digest, out_of_sync, policy, sync_record
-from ._retention import log_retention_hours
+from ._retention import compaction_settings, log_retention_hours
 from ._schedule import ScheduleError, check_rescans, schedule_for
 from ._tracking import TrackingLimitError, TrackingLimits, affected_ids, latest_versions
 from ._write_errors import WriteAbort, WriteErrors, WritePolicy, is_unreachable, pending_errors
@@ -197,6 +197,7 @@ class PipeRunner:
         self.reprocessing_policy, self.rescan_when_config_changes = policy(effective, self.metadata, pipe_id)
         self._config_digest = config_digest(effective)  # the config of a runner never changes
         self.log_retention_hours = log_retention_hours(effective, self.metadata, pipe_id)
+        compaction_settings(effective, self.metadata, pipe_id)  # checked here; the node's compaction reads it
         self.execution_dataset = f"system:pump_execution:{pipe_id}"
         self.write_policy = WritePolicy.of(pipe_id, effective.get("pump") or {})
 

@@ -19,16 +19,16 @@ bytes and text, ready to send.
 Filters (:class:`FeedFilter`) select by pipe id (``fnmatch`` globs), event type and, for ``log`` events, the
 least level. How events without a ``pipe`` field meet a pipe filter:
 
-- ``dataset-changed`` matches on the pipe writing the dataset (its ``pipe`` field, when a pipe of the node
-  sinks into it), else on its ``dataset`` name;
+- ``dataset-changed`` and ``dataset-compacted`` match on the pipe writing the dataset (its ``pipe`` field,
+  when a pipe of the node sinks into it), else on its ``dataset`` name;
 - ``log`` records without a pipe do not pass a pipe filter (a pipe-filtered subscriber wants that pipe's
   records, not the whole node's);
 - any other event without a pipe is node-wide (``config-applied``, the events of actors that are not
   pipes) and always passes.
 
 What a subscriber may see at all is decided by a predicate, built from its permissions by
-:func:`visible_to`: pump, config and actor events need ``read_config``, ``dataset-changed`` needs
-``read_data``, ``log`` records need ``admin`` (which sees everything).
+:func:`visible_to`: pump, config and actor events need ``read_config``, ``dataset-changed`` and
+``dataset-compacted`` need ``read_data``, ``log`` records need ``admin`` (which sees everything).
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ DEFAULT_LOG_LEVEL = logging.WARNING  # the least level of the log records a subs
 EVENT_TYPES = frozenset({  # the types a filter may name (log records are "log")
     "pump-started", "pump-progress", "pump-completed", "pump-failed", "pump-enabled", "pump-disabled",
     "pump-offset-set", "pump-tracking-set", "config-applied", "actor-crashed", "actor-restarted",
-    "actor-failed", "dataset-changed", "pipe-cycle-warning", "log",
+    "actor-failed", "dataset-changed", "dataset-compacted", "pipe-cycle-warning", "log",
 })
+_DATASET_EVENTS = frozenset({"dataset-changed", "dataset-compacted"})  # read_data; matched on dataset too
 READ_PERMISSIONS = frozenset({"read_config", "read_data", "admin"})  # any one of them lets a client subscribe
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "WARN": logging.WARNING,
            "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL, "FATAL": logging.CRITICAL}
@@ -239,7 +240,7 @@ class FeedFilter:
             return True
         pipe = event.get("pipe")
         if pipe is None:
-            if kind != "dataset-changed":
+            if kind not in _DATASET_EVENTS:
                 return kind != "log"  # log records without a pipe do not pass; other events are node-wide
             pipe = event.get("dataset")
         return isinstance(pipe, str) and pattern.match(pipe) is not None
@@ -316,7 +317,7 @@ def visible_to(permissions: Collection[str]) -> Callable[[Mapping[str, Any]], bo
 
     def may_see(event: Mapping[str, Any]) -> bool:
         kind = event.get("type")
-        if kind == "dataset-changed":
+        if kind in _DATASET_EVENTS:
             return data
         if isinstance(kind, str) and kind.startswith(_CONFIG_EVENTS_PREFIXES):
             return config

@@ -43,6 +43,7 @@ from actors.components._clock import FROZEN_TIME, FROZEN_TIME_ENV
 
 from . import __version__
 from ._changes import DatasetChanges
+from ._compaction import Compactions
 from ._config import (
     ConfigValidationError,
     SubstitutionError,
@@ -168,6 +169,7 @@ class Node:
         self.systems = SystemRegistry()  # system actors (clients, pools), applied with the config
         self.receivers = Receivers(self)  # POST /api/receivers/<pipe>/entities into http_endpoint pipes
         self.run_all = RunAllPipes(self)  # the test scheduler: POST /api/pipes/run-all-pipes and friends
+        self.compactions = Compactions(self)  # sink-dataset compaction: scheduled (a task) and on demand
         self._schedules_held = False
         self._tasks: trio.Nursery | None = None  # the node's own background tasks (set by open_node)
 
@@ -731,6 +733,7 @@ async def open_node(data_dir: str | Path, engine: Engine | None = None, *,
         async with trio.open_nursery() as nursery, Supervisor(on_event=node._on_supervisor_event) as supervisor:
             node._tasks = nursery
             nursery.start_soon(node.changes.run)
+            nursery.start_soon(node.compactions.run)
             await node._boot(supervisor)
             yield node
             await node.stop_runs()  # runs end (and log) while the dataset actors still take their writes
