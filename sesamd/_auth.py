@@ -64,6 +64,8 @@ class Permission(enum.StrEnum):
     READ_DATA = "read_data"
     WRITE_DATA = "write_data"
     RUN_PUMP_OPERATION = "run_pump_operation"
+    READ_PROXY = "read_proxy"  # GET through /api/systems/{id}/proxy (node-spec 10.4)
+    WRITE_PROXY = "write_proxy"  # POST, PUT, PATCH, DELETE through it
     ADMIN = "admin"
 
 
@@ -71,7 +73,7 @@ ROLES: Mapping[str, frozenset[Permission]] = MappingProxyType({
     "admin": frozenset(Permission),
     "developer": frozenset(Permission) - {Permission.ADMIN},
     "user": frozenset({Permission.READ_CONFIG, Permission.READ_DATA, Permission.WRITE_DATA,
-                       Permission.RUN_PUMP_OPERATION}),
+                       Permission.RUN_PUMP_OPERATION, Permission.READ_PROXY}),
     "guest": frozenset({Permission.READ_CONFIG}),
 })
 

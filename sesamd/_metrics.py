@@ -7,7 +7,8 @@ Names follow node-spec 14.3 where it gives them (``sesam_pump_*``, ``sesam_pipe_
   ``node.events``: synchronous, so no event is missed and none is waited for): runs started, completed
   with changes (noop runs are not counted, as in Sesam), failed, interrupted (stopped); entities seen,
   changed and deletion-tracked; run durations; the last run's time; actor restarts and crashes; pipe-cycle
-  warnings; and, from the app's request hooks, HTTP requests by route template, method and status;
+  warnings; versions removed by dataset compaction; and, from the app's request hooks, HTTP requests by
+  route template, method and status;
 - **gauges collected at scrape time** (:class:`NodeCollector`) from the node's public views: per pipe
   ``sesam_pipe_enabled``, ``sesam_pipe_config`` (1 valid), ``sesam_pump_successful`` (1 / -1 / 0 = never
   ran), ``sesam_pipe_queue_source`` (source lag: the source dataset's end minus the pipe's offset, the
@@ -38,7 +39,8 @@ __all__ = ["CONTENT_TYPE", "NodeCollector", "NodeMetrics", "PipeView", "for_node
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_COUNTS = (("count_index_exists", "entities"), ("count_index_deleted", "deleted"), ("count_log_exists", "log"))
+_COUNTS = (("count_index_exists", "entities"), ("count_index_deleted", "deleted"), ("count_log_exists", "log_exists"),
+           ("count_log_deleted", "log_deleted"))
 
 
 def _epoch(text: Any) -> float | None:
@@ -172,6 +174,8 @@ class NodeMetrics:
                                       by_pipe, registry=registry)
         self.requests = Counter("sesam_http_requests", "API requests answered", ["method", "route", "status"],
                                 registry=registry)
+        self.compacted = Counter("sesam_dataset_compacted_versions", "Versions removed by dataset compaction",
+                                 ["dataset"], registry=registry)
         self.request_seconds = Histogram("sesam_http_request_duration_seconds", "Seconds to an API response's "
                                          "headers", ["method", "route"], buckets=HTTP_BUCKETS, registry=registry)
         self.collector = NodeCollector(node)
@@ -196,6 +200,9 @@ class NodeMetrics:
         if kind == "pipe-cycle-warning":
             for member in event.get("pipes") or ():
                 self.cycle_warnings.labels(str(member)).inc()
+            return
+        if kind == "dataset-compacted":
+            self.compacted.labels(str(event.get("dataset"))).inc(_count_of(event.get("removed")))
             return
         if not isinstance(pipe, str):
             return

@@ -37,6 +37,7 @@ def _check(dataset: Dataset) -> list[str]:
     state = dataset._state
     last: dict[str, tuple[int, str]] = {}
     seqs: list[int] = []
+    log_deleted = 0
     with dataset.snapshot() as view:
         superseded = {_SEQ.unpack(k[1:])[0] for k in view.iterator(prefix=b"s", include_value=False)}
         for key, value in view.iterator(prefix=b"l"):
@@ -58,6 +59,7 @@ def _check(dataset: Dataset) -> list[str]:
             if before is not None and before[1] == version["_hash"]:
                 problems.append(f"{entity_id!r}: versions {before[0]} and {seq} have the same hash")
             last[entity_id] = (seq, version["_hash"])
+            log_deleted += version.get("_deleted") is True
         live = deleted = 0
         indexed = 0
         for key, value in view.iterator(prefix=b"i"):
@@ -92,6 +94,8 @@ def _check(dataset: Dataset) -> list[str]:
         problems.append("the log is not contiguous")
     if len(seqs) != state.log:
         problems.append(f"the log holds {len(seqs)} versions, the counter says {state.log}")
+    if log_deleted != state.log_deleted:
+        problems.append(f"the log holds {log_deleted} deleted versions, the counter says {state.log_deleted}")
     if (live, deleted) != (state.live, state.deleted):
         problems.append(f"counters say {state.live} live and {state.deleted} deleted, found {live} and {deleted}")
     return problems

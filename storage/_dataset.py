@@ -8,7 +8,7 @@ i     ``_id`` (UTF-8)                 latest seq, content digest, deleted flag, 
 s     seq                             empty: the version at seq is superseded (no longer the latest)
 x     index, 0, value, 0, ``_id``     empty: secondary index entry
 X     index, 0, ``_id``               the index values last recorded for the id (to remove them later)
-m     name                            meta: state counters, offsets, populated, indexes, readers
+m     name                            meta: state counters, offsets, populated, indexes, readers, compaction
 ====  ==============================  ===============================================================
 
 Every write (versions, id index, indexes, counters and the caller's offset) goes into one WriteBatch,
@@ -61,6 +61,7 @@ _RUN_GEN = b"mrungen"
 _OFFSET = b"moffset:"
 _INDEX = b"mindex:"
 _READER = b"mreader:"
+_COMPACTION = b"mcompaction"  # storage._compaction's progress and totals
 
 _MISSING: Any = object()
 
@@ -104,9 +105,10 @@ class _State:
     live: int = 0
     deleted: int = 0
     log: int = 0
+    log_deleted: int = 0  # the deleted versions in the log
 
     def to_json(self) -> bytes:
-        return orjson.dumps([self.next_seq, self.live, self.deleted, self.log])
+        return orjson.dumps([self.next_seq, self.live, self.deleted, self.log, self.log_deleted])
 
     @classmethod
     def from_json(cls, data: bytes | None) -> _State:
@@ -179,7 +181,10 @@ class Dataset:
         except plyvel.Error as exc:  # damaged, locked by another process, no room to recover the log
             raise translate(exc, what=what, dataset=self.name, root=self.path) from None
         try:
-            self._state = _State.from_json(self._db.get(_STATE))
+            stored_state = self._db.get(_STATE)
+            self._state = _State.from_json(stored_state)
+            if stored_state is not None and len(orjson.loads(stored_state)) < 5:  # stored before log_deleted
+                self._count_log_deleted()
             generation = self._db.get(_GENERATION)
             if generation is None:
                 generation = str(uuid.uuid4()).encode()
@@ -194,6 +199,13 @@ class Dataset:
         self._recorded: dict[bytes, list[bytes]] = {}  # index values recorded by the open batch
         self._scan_pause = 0  # writes left before _stored_in_range scans again
         self._closed = False
+
+    def _count_log_deleted(self) -> None:
+        """Count the deleted versions of a dataset stored before that counter existed (once: it is stored)."""
+        with self._db.snapshot() as view:
+            found = sum(1 for value in view.iterator(prefix=b"l", include_key=False) if stored_is_deleted(value))
+        self._state.log_deleted = found
+        self._db.put(_STATE, self._state.to_json(), sync=True)
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -239,10 +251,11 @@ class Dataset:
         return self._state.next_seq
 
     def counts(self) -> dict[str, int]:
-        """Entity counts: live and deleted latest versions, and versions in the log."""
+        """Entity counts: live and deleted latest versions, versions in the log and the deleted ones among them."""
         state = self._state
         return {"entities": state.live, "deleted": state.deleted, "total": state.live + state.deleted,
-                "log": state.log, "next_offset": state.next_seq}
+                "log": state.log, "log_exists": state.log - state.log_deleted, "log_deleted": state.log_deleted,
+                "next_offset": state.next_seq}
 
     @property
     def populated(self) -> bool:
@@ -341,6 +354,7 @@ class Dataset:
                     seq = state.next_seq
                     state.next_seq = seq + 1
                     state.log += 1
+                    state.log_deleted += deleted
                     seq_bytes = pack_seq(seq)
                     if data is None:
                         previous = no_previous
@@ -439,6 +453,8 @@ class Dataset:
         seq = state.next_seq
         state.next_seq += 1
         state.log += 1
+        if deleted:
+            state.log_deleted += 1
         previous = None if current is None else current.seq
         digest = prepared.digest
         if deleted != prepared.deleted:
@@ -798,59 +814,41 @@ class Dataset:
     def readers(self) -> dict[str, int]:
         return {k[len(_READER):].decode(): loads(v) for k, v in self._db.iterator(prefix=_READER)}
 
-    def compact(self, *, keep_versions: int = 2, older_than_us: int | None = None) -> int:
-        """Remove old versions: keep ``keep_versions`` per id and/or those not older than the time.
+    def compact(self, *, keep_versions: int = 2, older_than_us: int | None = None,
+                protected: int | None = None) -> int:
+        """Remove old versions (a whole pass of :mod:`storage._compaction`): keep ``keep_versions`` per id
+        and those written at or after ``older_than_us``, and what a reader at a registered offset (or at
+        ``protected``) still needs. The latest version of an id always stays. Returns the number removed."""
+        from ._compaction import CompactionPolicy, compact
 
-        The latest version of an id always stays; nothing after a registered reader's offset is
-        removed. Returns the number of versions removed.
-        """
-        if keep_versions < 1 and older_than_us is None:
-            raise ValueError("keep_versions 0 needs a time threshold")
-        keep = max(keep_versions, 1)
-        readers = self.readers().values()
-        limit = min(readers) if readers else self._state.next_seq
-        removed = 0
-        done: set[str] = set()
-        with self._db.snapshot() as view:
-            for key in view.iterator(prefix=b"s", include_value=False):
-                seq = _SEQ.unpack(key[1:])[0]
-                if seq > limit:
-                    break
-                stored = view.get(b"l" + key[1:])
-                if stored is None:
-                    continue
-                entity_id = loads(stored)["_id"]
-                if entity_id in done:
-                    continue
-                done.add(entity_id)
-                removed += self._compact_id(view, entity_id, keep, older_than_us, limit)
-        return removed
+        return compact(self, CompactionPolicy(keep_versions, older_than_us, protected)).removed
 
-    def _compact_id(self, view: Any, entity_id: str, keep: int, older_than: int | None, limit: int) -> int:
-        latest = self._latest(b"i" + entity_id.encode(), view.get)
-        seq = None if latest is None else latest.seq
-        position = 0
+    def _remove_versions(self, removals: Iterable[tuple[int, int]],
+                         update_meta: Callable[[dict[str, Any], int, int], dict[str, Any]]) -> tuple[int, int]:
+        """Compaction's write (:class:`storage._compaction.Chunk`): delete the superseded versions at the
+        ``(offset, size)`` removals that are still there, with their markers, and store the compaction meta
+        as ``update_meta(meta, removed, log size after)`` returns it, in one batch. Returns (removed, bytes)."""
         batch = self._db.write_batch()
-        removed = 0
-        while seq is not None:
-            stored = view.get(_log_key(seq))
-            if stored is None:
-                break
-            version = loads(stored)
-            position += 1
-            old_enough = older_than is None or version["_ts"] < older_than
-            if position > keep and seq <= limit and old_enough:
-                batch.delete(_log_key(seq))
-                batch.delete(b"s" + _SEQ.pack(seq))
-                removed += 1
-            seq = version.get("_previous")
-        if removed:
-            state = _State(**vars(self._state))
-            state.log -= removed
-            batch.put(_STATE, state.to_json())
-            batch.write()
-            self._state = state
-        return removed
+        removed = freed = removed_deleted = 0
+        for seq, size in removals:
+            key = _log_key(seq)
+            marker = b"s" + key[1:]
+            if self._db.get(marker) is None or (stored := self._db.get(key)) is None:  # (the latest has no marker)
+                continue
+            batch.delete(key)
+            batch.delete(marker)
+            removed += 1
+            removed_deleted += stored_is_deleted(stored)
+            freed += size
+        state = _State(**vars(self._state))
+        state.log -= removed
+        state.log_deleted -= removed_deleted
+        meta = update_meta(loads(self._db.get(_COMPACTION) or b"{}"), removed, state.log)
+        batch.put(_STATE, state.to_json())
+        batch.put(_COMPACTION, dumps(meta))
+        batch.write()
+        self._state = state
+        return removed, freed
 
 
 def _offset_json(offset_key: str | None, offset: Any) -> bytes | None:

@@ -18,6 +18,7 @@ from . import (
     _metrics,
     _openapi,
     _pipes,
+    _proxy,
     _publishers,
     _receivers,
     _run_all,
@@ -36,7 +37,8 @@ __all__ = ["RESOURCES", "create_app", "routes_of"]
 
 RESOURCES: list[Resource] = [_status.resource, _configs.resource, _variables.resource,
                              _run_all.resource,  # before pipes: /pipes/run-all-pipes is no /pipes/<pipe_id>
-                             _pipes.resource, _datasets.resource, _systems.resource, _metadata.resource,
+                             _pipes.resource, _datasets.resource, _systems.resource, _proxy.resource,
+                             _metadata.resource,
                              _admin.resource, _backup.resource, _events.resource, _login.resource, _openapi.resource,
                              _receivers.resource, _publishers.resource, _metrics.resource, _logging.resource]
 

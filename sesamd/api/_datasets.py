@@ -145,6 +145,38 @@ async def delete_dataset(dataset_id: str) -> Response:
     return json_response({**before, "deleted": True})
 
 
+@resource.route("/datasets/<dataset_id>/compact", "POST", permission=Permission.WRITE_DATA,
+                query=(Param("keep_versions", "integer", "versions kept per id (default: the writing pipe's "
+                             "compaction.keep_versions)"),
+                       Param("time_threshold_hours", "integer", "only versions older than this go (default: the "
+                             "pipe's compaction.time_threshold_hours)")),
+                summary="Compact the dataset now (old versions no reader needs); answers what was removed")
+async def compact_dataset(dataset_id: str) -> Response:
+    """One pass of :mod:`sesamd._compaction` with the writing pipe's settings (or the node's defaults), the
+    query parameters over them; the latest version of every id and what the pipes still need stay."""
+    keep = integer("keep_versions", minimum=0)
+    hours = integer("time_threshold_hours", minimum=1)
+    if dataset_id.startswith("system:"):
+        raise ApiError(400, f"dataset '{dataset_id}': system datasets are trimmed by retention, not compacted")
+    await dataset_or_404(dataset_id)
+    compactions = api().node.compactions
+    try:
+        target = compactions.target(dataset_id)
+        if keep == 0 and hours is None and target.settings.time_threshold_hours is None:
+            raise ApiError(400, "query parameter 'keep_versions' 0 needs a time threshold: give "
+                                "'time_threshold_hours'", parameter="keep_versions")
+        result = await compactions.compact(target, keep_versions=keep, time_threshold_hours=hours)
+    except WriterClosed as exc:
+        raise ApiError(409, f"dataset '{dataset_id}' is being deleted: {exc}") from None
+    except ValueError as exc:  # keep_versions 0 without a time threshold, or bad settings of the pipe
+        raise ApiError(400, f"dataset '{dataset_id}': {exc}") from None
+    if result is None:
+        raise ApiError(404, f"no dataset '{dataset_id}'")
+    return json_response({**result.to_json(), "pipe": target.pipe,
+                          "keep_versions": target.settings.keep_versions if keep is None else keep,
+                          "time_threshold_hours": target.settings.time_threshold_hours if hours is None else hours})
+
+
 async def _stop_runs_writing(name: str, grace: float = 30.0) -> None:
     """Stop the runs of the pipes whose sink is ``name``; each commits its current batch (within ``grace``)."""
     node = api().node

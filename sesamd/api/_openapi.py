@@ -61,7 +61,7 @@ EXTRA_BODIES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("/api/config", "PUT"): {"multipart/form-data": {"schema": MULTIPART_CONFIG}},
 }
 STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 101: "Switching protocols",
-               503: "Not ready"}
+               502: "Bad gateway", 503: "Not ready", 504: "Gateway timeout"}
 
 
 def openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:

@@ -182,7 +182,7 @@ def _check_sink(data: storage.DataDir, pipe_id: str, expected: list[dict[str, An
         if offset is not None:
             assert state["tracking"] == TRACKING[pipe_id], state
         assert sink.counts() == {"entities": covered, "deleted": 0, "total": covered, "log": covered,
-                                 "next_offset": covered}, (pipe_id, offset)
+                                 "log_exists": covered, "log_deleted": 0, "next_offset": covered}, (pipe_id, offset)
         versions = [_strip(e) for e in sink.iter_entities(history=True, deleted=True)]
         assert len({v["_id"] for v in versions}) == len(versions), f"{pipe_id}: an id has two versions"
         assert versions == expected[:covered], f"{pipe_id}: the sink does not hold the outputs of source 0..{offset}"

@@ -66,7 +66,7 @@ def test_roles_table() -> None:
     assert ROLES["admin"] == frozenset(Permission)
     assert ROLES["developer"] == frozenset(Permission) - {Permission.ADMIN}
     assert ROLES["user"] == {Permission.READ_CONFIG, Permission.READ_DATA, Permission.WRITE_DATA,
-                             Permission.RUN_PUMP_OPERATION}
+                             Permission.RUN_PUMP_OPERATION, Permission.READ_PROXY}
     assert ROLES["guest"] == {Permission.READ_CONFIG}
     assert Permission.WRITE_CONFIG == "write_config"
 

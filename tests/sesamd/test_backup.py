@@ -123,7 +123,8 @@ def test_backup_during_a_pump_restores_and_resumes(tmp_path: Path) -> None:
     with storage.DataDir(restored).open_dataset("copy", create=False) as copy:
         assert _copied(copy) == source_ids
         assert copy.counts() == {"entities": SOURCE_ENTITIES, "deleted": 0, "total": SOURCE_ENTITIES,
-                                 "log": SOURCE_ENTITIES, "next_offset": SOURCE_ENTITIES}
+                                 "log": SOURCE_ENTITIES, "log_exists": SOURCE_ENTITIES, "log_deleted": 0,
+                                 "next_offset": SOURCE_ENTITIES}
         assert storage.check_dataset(copy) == []
 
 

@@ -114,7 +114,7 @@ def test_sigkill_during_fresh_import_leaves_all_or_nothing(tmp_path: Path, files
     with storage.DataDir(data_dir).open_dataset("crash", create=False) as dataset:
         assert storage.check_dataset(dataset) == []
         assert dataset.counts() == {"entities": ENTITIES, "deleted": 0, "total": ENTITIES, "log": ENTITIES,
-                                    "next_offset": ENTITIES}
+                                    "log_exists": ENTITIES, "log_deleted": 0, "next_offset": ENTITIES}
         latest = _latest(dataset)
         assert all(_strip(latest[e["_id"]]) == e for e in expected)
 

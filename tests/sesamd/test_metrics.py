@@ -81,6 +81,7 @@ async def test_runs_entities_and_failures_are_counted(scraper: Scraper) -> None:
     assert value(samples, "sesam_pipe_enabled", pipe="upper") == 1
     assert value(samples, "sesam_dataset_count_index_exists", dataset="people") == 3
     assert value(samples, "sesam_pipe_sink_dataset_count_log_exists", pipe="people") == 3
+    assert value(samples, "sesam_pipe_sink_dataset_count_log_deleted", pipe="people") == 0
     assert value(samples, "sesam_pump_last_completed_time", pipe="people") > 1e9
 
 

@@ -114,7 +114,8 @@ def test_abandoned_iterators_release_their_snapshot(filled: Dataset) -> None:
 
 
 def test_counts(filled: Dataset) -> None:
-    assert filled.counts() == {"entities": 3, "deleted": 1, "total": 4, "log": 7, "next_offset": 7}
+    assert filled.counts() == {"entities": 3, "deleted": 1, "total": 4, "log": 7, "log_exists": 6, "log_deleted": 1,
+                               "next_offset": 7}
 
 
 def test_latest_offsets(filled: Dataset) -> None:
@@ -125,7 +126,8 @@ def test_empty_dataset(ds: Dataset) -> None:
     assert _offsets(ds) == []
     assert _offsets(ds, reverse=True) == []
     assert _offsets(ds, history=False) == []
-    assert ds.counts() == {"entities": 0, "deleted": 0, "total": 0, "log": 0, "next_offset": 0}
+    assert ds.counts() == {"entities": 0, "deleted": 0, "total": 0, "log": 0, "log_exists": 0, "log_deleted": 0,
+                           "next_offset": 0}
 
 
 def test_history_false_on_a_large_log(ds: Dataset) -> None:

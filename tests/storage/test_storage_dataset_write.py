@@ -87,7 +87,8 @@ def test_a_first_version_may_be_a_delete(ds: Dataset) -> None:
     result = ds.write([{"_id": "a", "_deleted": True}])
     assert result.appended == 1
     assert ds.get("a")["_deleted"] is True  # type: ignore[index]
-    assert ds.counts() == {"entities": 0, "deleted": 1, "total": 1, "log": 1, "next_offset": 1}
+    assert ds.counts() == {"entities": 0, "deleted": 1, "total": 1, "log": 1, "log_exists": 0, "log_deleted": 1,
+                           "next_offset": 1}
 
 
 @pytest.mark.parametrize("not_true", ["true", 1, None, "yes"])
@@ -120,7 +121,8 @@ def test_duplicate_ids_in_one_batch(ds: Dataset) -> None:
     assert ds.counts()["entities"] == 1
     result = ds.write([{"_id": "b"}, {"_id": "b", "_deleted": True}, {"_id": "b"}])
     assert result.appended == 3
-    assert ds.counts() == {"entities": 2, "deleted": 0, "total": 2, "log": 6, "next_offset": 6}
+    assert ds.counts() == {"entities": 2, "deleted": 0, "total": 2, "log": 6, "log_exists": 5, "log_deleted": 1,
+                           "next_offset": 6}
 
 
 def test_force_appends_unchanged(ds: Dataset) -> None:
