@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -20,7 +21,8 @@ from quart_trio import QuartTrio
 from ._auth import Authenticator
 from .api._context import ApiContext
 
-__all__ = ["Daemon", "OpenAuthenticator", "TokenClient", "serve_process", "started_process", "token_for"]
+__all__ = ["Daemon", "OpenAuthenticator", "TokenClient", "load_bench_script", "serve_process", "started_process",
+           "token_for"]
 
 
 def token_for(app: QuartTrio, role: str = "admin") -> str:
@@ -177,3 +179,22 @@ class OpenAuthenticator(Authenticator):
         return self.principal
 
 
+def load_bench_script(name: str) -> Any:
+    """``scripts/bench/<name>.py`` of this checkout as a module (``sesamd_bench_<name>``, loaded once), for the
+    benchmarks' tests. The script puts the project root and ``scripts/bench`` on ``sys.path``; the path is put
+    back afterwards, since ``scripts/bench`` holds ``dtl.py`` and ``storage.py``, which would shadow the
+    packages."""
+    module_name = f"sesamd_bench_{name}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        script = Path(__file__).resolve().parents[1] / "scripts" / "bench" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(module_name, script)
+        assert spec is not None and spec.loader is not None, script
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        saved = list(sys.path)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path[:] = saved
+    return module

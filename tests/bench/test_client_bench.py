@@ -4,33 +4,17 @@ expected file fails the baseline's check, and the table names both. No timing as
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "client.py"
+from sesamd.testing import load_bench_script
+
 PIPES = 15  # three of each kind
 
 
-def _load():
-    name = "sesamd_bench_client"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        saved = list(sys.path)
-        try:
-            spec.loader.exec_module(module)  # it puts the project root and scripts/bench on sys.path
-        finally:
-            sys.path[:] = saved  # scripts/bench holds dtl.py and storage.py: keep it off the path after
-    return module
-
-
-bench = _load()
+bench = load_bench_script("client")
 
 
 def test_the_generated_project_has_every_kind_and_chains_its_aggregates(tmp_path: Path) -> None:

@@ -5,34 +5,17 @@ No timing assertions: the figures are only checked to be there.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "dtl.py"
+from sesamd.testing import load_bench_script
+
 N = 500
 
 
-def _load():
-    name = "sesamd_bench_dtl"  # not "dtl": that is the package the script benchmarks
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        saved = list(sys.path)
-        try:
-            spec.loader.exec_module(module)  # it puts the project root and scripts/bench on sys.path
-        finally:
-            sys.path[:] = saved  # scripts/bench holds dtl.py and storage.py: keep it off the path after
-    return module
-
-
-bench = _load()
+bench = load_bench_script("dtl")
 
 
 def test_tutorial_dtl_matches_hand_written():

@@ -5,33 +5,17 @@ No timing assertions: the figures are only checked to be there.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "pipe.py"
+from sesamd.testing import load_bench_script
+
 N = 300
 
 
-def _load():
-    name = "sesamd_bench_pipe"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        saved = list(sys.path)
-        try:
-            spec.loader.exec_module(module)  # it puts the project root and scripts/bench on sys.path
-        finally:
-            sys.path[:] = saved  # scripts/bench holds dtl.py and storage.py: keep it off the path after
-    return module
-
-
-bench = _load()
+bench = load_bench_script("pipe")
 
 
 def _check_report(report: dict) -> None:

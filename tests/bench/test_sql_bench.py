@@ -4,33 +4,17 @@ figure, and the large-table phase runs in its child process. No timing assertion
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "sql.py"
+from sesamd.testing import load_bench_script
+
 N = 1500  # more than one batch
 
 
-def _load():
-    name = "sesamd_bench_sql"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        saved = list(sys.path)
-        try:
-            spec.loader.exec_module(module)  # it puts the project root and scripts/bench on sys.path
-        finally:
-            sys.path[:] = saved  # scripts/bench holds dtl.py and storage.py: keep it off the path after
-    return module
-
-
-bench = _load()
+bench = load_bench_script("sql")
 
 
 def _check_report(report: dict) -> None:
