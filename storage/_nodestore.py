@@ -44,7 +44,11 @@ class NodeStore:
         self.close()
 
     def get(self, kind: str, name: str, default: Any = None) -> Any:
-        data = self._db.get(_key(kind, name))
+        """The value stored, or ``default``; a damaged block (its checksum is verified) is a storage error."""
+        try:
+            data = self._db.get(_key(kind, name))
+        except plyvel.Error as exc:
+            raise translate(exc, what="the node store") from None
         return default if data is None else loads(data)
 
     def put(self, kind: str, name: str, value: Any) -> None:
@@ -74,5 +78,8 @@ class NodeStore:
 
     def items(self, kind: str) -> Iterator[tuple[str, Any]]:
         prefix = _key(kind, "")
-        for key, value in self._db.iterator(prefix=prefix):
-            yield key[len(prefix):].decode(), loads(value)
+        try:
+            for key, value in self._db.iterator(prefix=prefix):
+                yield key[len(prefix):].decode(), loads(value)
+        except plyvel.Error as exc:
+            raise translate(exc, what="the node store") from None
