@@ -433,8 +433,9 @@ class PipeActor:
 
     def _on_run_once(self, message: RunOnce) -> None:
         try:
+            self._refuse_if_tripped()
             self._claim("run")
-        except PumpConflict as exc:
+        except (PumpConflict, PumpOperationError) as exc:
             message.reply.fail(exc)
             return
         self._answer(message, self._execute(message.kind, origin=message.origin, user=message.user, claimed=True),
@@ -552,7 +553,7 @@ class PipeActor:
                 continue
             if self._wake_pending and self._busy is None:
                 self._wake_pending = False
-                if self._schedulable():
+                if self._schedulable() and not self._tripped():
                     await self._execute(self._scheduled_kind(), origin="signal")
                     self._next_run = None
                 continue
@@ -574,6 +575,8 @@ class PipeActor:
                 continue
             if self._busy is not None:  # a manual run or an offset change is in progress: wait for it
                 await self._wait_idle()
+            elif self._tripped():  # the schedule waits for a rollback or commit of the circuit breaker
+                self._next_run = None
             elif deadline is rescan_at:  # rescan_cron_expression
                 self._next_rescan = None
                 await self._execute("rescan", origin="scheduler")
@@ -647,7 +650,7 @@ class PipeActor:
             self._claim("run")
         try:
             self._stop_requested = False
-            started = self._clock()
+            started = self._start_of_run()
             sync = await self._check_sync(kind)
             kind = sync.kind
             predicted = self._predicted_sync_type(kind)
@@ -655,15 +658,27 @@ class PipeActor:
                              "rescan": kind == "rescan"}
             self.state.last_started = iso_time(started)
             self._changed()
-            self._publish({"type": "pump-started", "pipe": self.pipe_id, "time": iso_time(started),
-                           "start_time": iso_time(started), "sync_type": predicted, "origin": origin,
-                           "rescan": kind == "rescan"})
+            self._publish({"type": "pump-started", "pipe": self.pipe_id, "run": iso_time(started),
+                           "time": iso_time(started), "start_time": iso_time(started), "sync_type": predicted,
+                           "origin": origin, "rescan": kind == "rescan"})
             outcome = await self._run(kind)
-            ended = self._clock()
+            ended = max(self._clock(), started)  # (a start just after the last one's may be ahead of the clock)
             with trio.CancelScope(shield=True):  # the log and state of a finished run are always written
                 return await self._finish(outcome, started, ended, predicted, origin, user, sync)
         finally:
             self._release()
+
+    def _start_of_run(self) -> datetime:
+        """Now, or just after the last run's start when the clock has not passed it: a run's ``start_time``
+        is its id (the ``run`` of its events and log lines), so each run of the pipe has its own."""
+        now, last = self._clock(), self.state.last_started
+        if last is None or iso_time(now) > last:
+            return now
+        try:
+            after = datetime.strptime(last, "%Y-%m-%dT%H:%M:%S.%fZ") + timedelta(microseconds=1)
+        except ValueError:  # not a start time of ours
+            return now
+        return after.replace(tzinfo=UTC).astimezone(now.tzinfo) if now.tzinfo is not None else after
 
     async def _check_sync(self, kind: str) -> _SyncCheck:
         """Automatic reprocessing (node-spec 4.8): compare the pipe with its last good run; with the
@@ -760,12 +775,12 @@ class PipeActor:
         source knows its end (a dataset source: its last offset against the run's position), else None."""
         current = self._current
         result = current.get("result") if current else None
-        if result is None:
+        if current is None or result is None:
             return None
         read = result.processed + result.dependencies
-        return {"type": "pump-progress", "pipe": self.pipe_id, "read": read, "written": result.changes,
-                "rate": read / elapsed if elapsed > 0 else 0.0, "elapsed_seconds": elapsed,
-                "eta_seconds": self._eta(current.get("run"), elapsed) if current else None}
+        return {"type": "pump-progress", "pipe": self.pipe_id, "run": current["start_time"], "read": read,
+                "written": result.changes, "rate": read / elapsed if elapsed > 0 else 0.0,
+                "elapsed_seconds": elapsed, "eta_seconds": self._eta(current.get("run"), elapsed)}
 
     def _eta(self, run: Any, elapsed: float) -> float | None:
         position = run.position if run is not None else None
@@ -787,7 +802,7 @@ class PipeActor:
         times = {"start_time": iso_time(started), "end_time": iso_time(ended),
                  "total_time": (ended - started).total_seconds()}
         metrics = _metrics(result)
-        common = {"pipe": self.pipe_id, "sync_type": sync_type, **times,
+        common = {"pipe": self.pipe_id, "run": times["start_time"], "sync_type": sync_type, **times,
                   "entities_succeeded": result.processed - result.write_errors if result is not None else 0,
                   "entities_failed": result.write_errors if result is not None else 0,
                   "retry_entities_exist": result.retry_entities_exist if result is not None else False,
@@ -832,7 +847,7 @@ class PipeActor:
             started_entity = {"_id": "pump-started", "event_type": "pump-started", "pipe": self.pipe_id,
                               "start_time": times["start_time"], "sync_type": sync_type,
                               "pump_definition": f"pump:{self.pipe_id}", "origin": origin}
-            terminal = {k: v for k, v in event.items() if k not in ("type", "time", "processed", "changes",
+            terminal = {k: v for k, v in event.items() if k not in ("type", "time", "run", "processed", "changes",
                                                                        "deleted", "timings", "error", "entity_id")}
             terminal.update(_id=event["type"], event_type=event["type"])
             if user is not None:
@@ -948,9 +963,30 @@ class PipeActor:
             raise PumpOperationError(f"The pump of pipe '{self.pipe_id}' is off (mode 'off') and cannot be started")
         if not self.valid:
             raise PumpOperationError(f"The pipe '{self.pipe_id}' has config errors and cannot be started")
+        self._refuse_if_tripped()
         assert self._nursery is not None  # (messages are handled while the actor runs)
         self._claim("run")  # now: the answer says is-running, and a second start gets 409
         self._nursery.start_soon(self._spawned_run, kind, params.get("user"))
+
+    def _tripped(self) -> bool:
+        """Whether the sink dataset's circuit breaker has tripped (the schedule then runs nothing)."""
+        try:
+            self._refuse_if_tripped()
+        except PumpOperationError:
+            return True
+        return False
+
+    def _refuse_if_tripped(self) -> None:
+        """A pipe whose sink dataset's circuit breaker has tripped is refused a run (node-spec 2.8, 4.4);
+        its schedule and dependency-tracking wakes run nothing until the breaker is rolled back or
+        committed (the sink also refuses a run that begins on a tripped dataset)."""
+        name = self.runner.sink_dataset
+        try:
+            dataset = self._datasets.open(name, create=False) if name is not None else None
+        except (KeyError, storage.StorageError):  # missing, or damaged: the run itself says so
+            return
+        if dataset is not None and dataset.breaker_tripped:
+            raise PumpOperationError(f"The pipe '{self.pipe_id}' cannot run: {dataset.breaker.reason(name)}")
 
     async def _spawned_run(self, kind: str, user: Any) -> None:
         await self._execute(kind, origin="api", user=user, claimed=True)

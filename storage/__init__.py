@@ -12,12 +12,15 @@ from ._errors import DataDirInUse, DatasetDamaged, StorageError, StorageIOError,
 from ._json import JSONError, canonical, dumps, iter_json_entities, loads, parse_json
 from ._leveldb import LevelDBOptions
 from ._nodestore import NodeStore
+from ._staging import Breaker, CircuitBreakerTripped
 from ._transit import decode, encode, format_datetime, parse_datetime
 from ._types import NI, URI, Datetime
 
 __all__ = [
     "NI",
     "URI",
+    "Breaker",
+    "CircuitBreakerTripped",
     "DataDir",
     "DataDirInUse",
     "Dataset",

@@ -145,8 +145,9 @@ class Compactor:
         """Where the scan of superseded markers goes on (None once the last chunk was read)."""
 
     def next_chunk(self) -> Chunk | None:
-        """The next removals (read from a fresh snapshot), or None once the pass has read everything."""
-        if self.position is None:
+        """The next removals (read from a fresh snapshot), or None once the pass has read everything (at
+        once on a dataset whose circuit breaker has tripped: node-spec 2.7)."""
+        if self.position is None or self.dataset.breaker_tripped:
             return None
         removals: list[tuple[int, int]] = []
         resume: int | None = None

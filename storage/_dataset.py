@@ -8,8 +8,13 @@ i     ``_id`` (UTF-8)                 latest seq, content digest, deleted flag, 
 s     seq                             empty: the version at seq is superseded (no longer the latest)
 x     index, 0, value, 0, ``_id``     empty: secondary index entry
 X     index, 0, ``_id``               the index values last recorded for the id (to remove them later)
-m     name                            meta: state counters, offsets, populated, indexes, readers, compaction
+m     name                            meta: state counters, offsets, populated, indexes, readers, compaction,
+                                      the circuit breaker (``mbreaker``)
+u     ordinal (8 bytes, big-endian)   staged (uncommitted) entity of an armed run: write time, raw entity
+v     ``_id`` (UTF-8)                 the id's latest staged ordinal, content digest, deleted flag
 ====  ==============================  ===============================================================
+
+``u`` and ``v`` belong to circuit breakers (:mod:`storage._staging`); normal reads never look at them.
 
 Every write (versions, id index, indexes, counters and the caller's offset) goes into one WriteBatch,
 so a crash leaves all of a batch or none of it. One writer per dataset; readers use snapshots.
@@ -26,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import plyvel
@@ -37,6 +42,9 @@ from ._errors import DatasetDamaged, StorageError, translate
 from ._json import _SORTED_STRICT, canonical, dumps, loads
 from ._leveldb import LevelDBOptions, open_db
 from ._recovery import WriteGuard
+
+if TYPE_CHECKING:
+    from ._staging import Breaker
 
 __all__ = ["Dataset", "WriteResult", "FullRun", "EmptySourceError", "IndexFunction"]
 
@@ -199,6 +207,9 @@ class Dataset:
         self._recorded: dict[bytes, list[bytes]] = {}  # index values recorded by the open batch
         self._scan_pause = 0  # writes left before _stored_in_range scans again
         self._closed = False
+        from ._staging import recover
+
+        self._breaker = recover(self)  # the circuit breaker's state (storage._staging), None when unarmed
 
     def _count_log_deleted(self) -> None:
         """Count the deleted versions of a dataset stored before that counter existed (once: it is stored)."""
@@ -288,6 +299,7 @@ class Dataset:
         force: bool = False,
         populated: bool | None = None,
         sync: bool = False,
+        _also: dict[bytes, bytes | None] | None = None,
     ) -> WriteResult:
         """Append the new and changed versions of ``entities`` (wire form), all in one batch.
 
@@ -296,6 +308,7 @@ class Dataset:
 
         Outside a full run, appended versions are marked as seen by the latest full run, so that a
         full run in progress does not delete what incremental writes put there meanwhile.
+        ``_also`` (:mod:`storage._staging`): more keys to put (a value) or delete (None) in the same batch.
         """
         offset_json = _offset_json(offset_key, offset)
         self._recorded = {}  # a write that failed half-way may have left entries
@@ -404,6 +417,12 @@ class Dataset:
         if full_run is not None:
             full_run.seen += seen
             full_run.appended += appended
+        if _also:
+            for key, also in _also.items():
+                if also is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, also)
         self._commit(batch, state, offset_key, offset_json, populated)
         return WriteResult(appended, seen)
 
@@ -605,6 +624,62 @@ class Dataset:
             self._append(batch, state, prepare(body), True, latest, ts, latest.run, None)
         self._commit(batch, state, offset_key, offset_json, None)
         return len(stale)
+
+    # -- circuit breakers (storage._staging) ---------------------------------------------------------
+
+    @property
+    def breaker(self) -> Breaker | None:
+        """The circuit breaker of the armed (or tripped) run, None when there is none."""
+        return self._breaker
+
+    @property
+    def breaker_tripped(self) -> bool:
+        return self._breaker is not None and self._breaker.tripped
+
+    def arm_breaker(self, offset_key: str, limit: int) -> None:
+        """Stage the writes of the run committing under ``offset_key`` until it ends (see :mod:`storage._staging`)."""
+        from ._staging import arm
+
+        arm(self, offset_key, limit)
+
+    def stage(self, entities: Iterable[Any], *, offset_key: str, offset: Any = _MISSING,
+              full_run: FullRun | None = None) -> int:
+        """Stage a batch of the armed run (with its offset); returns the changes it counted."""
+        from ._staging import stage
+
+        return stage(self, entities, offset_key, None if offset is _MISSING else offset, full_run)
+
+    def stage_deletes(self, run: FullRun, *, offset_key: str, offset: Any, if_empty: str = "accept",
+                      mark_deletion_tracked: bool = False) -> int:
+        """Deletion tracking of an armed full run, staged and counted; returns the number of deletes."""
+        from ._staging import stage_deletes
+
+        return stage_deletes(self, run, offset_key, offset, if_empty, mark_deletion_tracked)
+
+    def commit_staged(self, offset: Any = _MISSING) -> int:
+        """Write the staged entities through the normal write path (the offset with the last chunk); returns
+        the versions appended. ``offset`` replaces the staged offset."""
+        from ._staging import commit
+
+        return commit(self, None if offset is _MISSING else offset)
+
+    def rollback_staged(self) -> int:
+        """Delete the staged entities; returns how many there were."""
+        from ._staging import rollback
+
+        return rollback(self)
+
+    def iter_uncommitted(self, since: int | None = None, **options: Any) -> Iterator[tuple[int, bytes]]:
+        """Like :meth:`iter_stored`, with the staged versions after the committed ones (``uncommitted=true``)."""
+        from ._staging import iter_uncommitted
+
+        return iter_uncommitted(self, since, **options)
+
+    def get_stored_uncommitted(self, entity_id: str) -> bytes | None:
+        """Like :meth:`get_stored`, the staged version of the id first."""
+        from ._staging import get_uncommitted
+
+        return get_uncommitted(self, entity_id)
 
     # -- reading ------------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from .._auth import Permission
 from .._entities_upload import EntityUploadError, validated_list
 from ._context import api
 from ._errors import ApiError
-from ._params import body_bytes, flag, integer, text
+from ._params import body_bytes, flag, form_and_query, integer, text
 from ._routes import Param, Resource
 from ._views import JSON, dataset_json, json_array, json_response
 
@@ -46,6 +46,8 @@ ENTITY_QUERY = (
     Param("populated", "boolean", "404 unless the dataset is populated"),
     SUBSET,
 )
+UNCOMMITTED = Param("uncommitted", "boolean", "the uncommitted writes of a run whose circuit breaker tripped too")
+BREAKER_OPERATIONS = ("rollback-circuit-breaker", "commit-circuit-breaker")
 
 MAX_DIRECTORY_NAME = 255  # bytes: a dataset id whose directory name is longer can name no dataset
 INDEX_VERSION = 2  # our indexes leave deleted entities out (Sesam's index version 2)
@@ -131,6 +133,41 @@ async def get_dataset(dataset_id: str) -> Response:
     return json_response(dataset_json(dataset_id, dataset))
 
 
+@resource.route("/datasets/<dataset_id>", "POST", permission=Permission.WRITE_DATA,
+                body="application/x-www-form-urlencoded",
+                summary="A circuit breaker operation (form field 'operation': rollback-circuit-breaker or "
+                        "commit-circuit-breaker); answers the dataset")
+async def post_dataset(dataset_id: str) -> Response:
+    """``rollback-circuit-breaker`` deletes the uncommitted writes of the run whose circuit breaker tripped,
+    ``commit-circuit-breaker`` writes them as if the run had succeeded (with its offset); either resets the
+    breaker (node-spec 2.8). 409 when the breaker has not tripped."""
+    params = await form_and_query()
+    operation = params.get("operation")
+    if not operation:
+        raise ApiError(400, f"dataset '{dataset_id}': the form field 'operation' is missing", parameter="operation")
+    if operation not in BREAKER_OPERATIONS:
+        raise ApiError(400, f"dataset '{dataset_id}': unknown operation {operation!r} (known: "
+                            f"{', '.join(BREAKER_OPERATIONS)})", parameter="operation")
+    dataset = await dataset_or_404(dataset_id)
+    rollback = operation == "rollback-circuit-breaker"
+
+    def reset(opened: storage.Dataset) -> int | None:
+        if not opened.breaker_tripped:
+            return None  # (checked in the writer: no run trips or resets it meanwhile)
+        return opened.rollback_staged() if rollback else opened.commit_staged()
+
+    try:
+        count = await api().node.writers.apply(DatasetWrite(dataset_id, reset))
+    except WriterClosed as exc:
+        raise ApiError(409, f"dataset '{dataset_id}' is being deleted: {exc}") from None
+    if count is None:
+        raise ApiError(409, f"dataset '{dataset_id}': its circuit breaker has not tripped, there is nothing to "
+                            f"{'roll back' if rollback else 'commit'}", operation=operation)
+    state = await trio.to_thread.run_sync(dataset_json, dataset_id, dataset, limiter=api().read_limiter)
+    return json_response({**state, "operation": operation,
+                          "rolled-back" if rollback else "committed": count})
+
+
 @resource.route("/datasets/<dataset_id>", "DELETE", permission=Permission.WRITE_DATA,
                 summary="Delete a dataset with all its data (answers the dataset as it was)")
 async def delete_dataset(dataset_id: str) -> Response:
@@ -191,7 +228,8 @@ async def _stop_runs_writing(name: str, grace: float = 30.0) -> None:
 # -- entities -----------------------------------------------------------------------------------------
 
 
-@resource.route("/datasets/<dataset_id>/entities", permission=Permission.READ_DATA, query=ENTITY_QUERY,
+@resource.route("/datasets/<dataset_id>/entities", permission=Permission.READ_DATA,
+                query=(*ENTITY_QUERY, UNCOMMITTED),
                 summary="A dataset's entities in log order, streamed (with the X-Dataset-* headers)")
 async def dataset_entities(dataset_id: str) -> Response:
     return await stream_entities(dataset_id, missing_ok=False)
@@ -233,7 +271,7 @@ async def post_entities(dataset_id: str) -> Response:
 
 
 @resource.route("/datasets/<dataset_id>/entity", permission=Permission.READ_DATA,
-                query=(Param("entity_id", required=True), Param("offset", "integer"), SUBSET),
+                query=(Param("entity_id", required=True), Param("offset", "integer"), SUBSET, UNCOMMITTED),
                 summary="The latest version of one entity")
 async def dataset_entity(dataset_id: str) -> Response:
     entity_id = text("entity_id")
@@ -244,7 +282,9 @@ async def dataset_entity(dataset_id: str) -> Response:
     dataset = await dataset_or_404(dataset_id)
     if subset is not None:
         _require_index(dataset_id, dataset, subset[0])
-    entity = await trio.to_thread.run_sync(dataset.get, entity_id, limiter=api().read_limiter)
+    read = dataset.get_stored_uncommitted if flag("uncommitted", False) else dataset.get_stored
+    stored = await trio.to_thread.run_sync(read, entity_id, limiter=api().read_limiter)
+    entity = None if stored is None else storage.loads(stored)
     if entity is None:
         raise ApiError(404, f"dataset '{dataset_id}' has no entity '{entity_id}'")
     if offset is not None and entity.get("_updated") != offset:
@@ -263,7 +303,10 @@ async def stream_entities(name: str, *, missing_ok: bool) -> Response:
     deleted = flag("deleted", True)
     reverse = flag("reverse", False)
     want_populated = flag("populated", False)
+    uncommitted = flag("uncommitted", False)
     subset = _subset_param()
+    if uncommitted and subset is not None:
+        raise ApiError(400, "query parameters 'uncommitted' and 'subset' cannot be combined", parameter="uncommitted")
     limiter = api().read_limiter
     dataset = await trio.to_thread.run_sync(_open, name, limiter=limiter)
     if dataset is None:
@@ -281,7 +324,10 @@ async def stream_entities(name: str, *, missing_ok: bool) -> Response:
         "X-Dataset-Max-Updated": str(dataset.next_offset - 1),
         "X-Dataset-Generation": dataset.generation,
     }
-    if subset is None:
+    if uncommitted:
+        iterator = dataset.iter_uncommitted(since, limit=None if limit is None else start + limit, history=history,
+                                            deleted=deleted, reverse=reverse, snapshot=snapshot)
+    elif subset is None:
         iterator = dataset.iter_stored(since, limit=None if limit is None else start + limit, history=history,
                                        deleted=deleted, reverse=reverse, snapshot=snapshot)
     elif history:

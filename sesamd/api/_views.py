@@ -13,6 +13,8 @@ import orjson
 import trio
 from quart import Response
 
+import storage
+
 from .._config import render_json
 from .._node import EXECUTION_DATASET, Node, PipeState
 
@@ -60,6 +62,7 @@ def pipe_json(node: Node, state: PipeState, fields: set[str] | None = None) -> d
         "dependencies": dependencies,
         "queues": pump.get("queues", {"source": 0, "dependencies": {}}),
         "execution-dataset": EXECUTION_DATASET.format(state.id),
+        "circuit-breaker-tripped": breaker_tripped(node, runner.sink_dataset if runner is not None else None),
     }
     actor = node.actor_status(state.id)
     if actor is not None:
@@ -77,9 +80,31 @@ def pipe_json(node: Node, state: PipeState, fields: set[str] | None = None) -> d
     return result
 
 
+def breaker_tripped(node: Node, name: str | None) -> bool:
+    """Whether the circuit breaker of the dataset ``name`` has tripped (node-spec 2.8; false when missing)."""
+    if name is None:
+        return False
+    try:
+        dataset = node.datasets.get(name)
+    except (KeyError, storage.StorageError):  # removed meanwhile, or damaged
+        return False
+    return dataset is not None and dataset.breaker_tripped
+
+
+def breaker_json(dataset: Any) -> dict[str, Any] | None:
+    """The dataset's circuit breaker (the armed or tripped run), None without one."""
+    breaker = dataset.breaker
+    if breaker is None:
+        return None
+    return {"tripped": breaker.tripped, "limit": breaker.limit, "written": breaker.written,
+            "writer": breaker.key, "phase": breaker.phase}
+
+
 def dataset_json(name: str, dataset: Any) -> dict[str, Any]:
     counts = dataset.counts()
     return {"_id": name, "runtime": {
+        "circuit-breaker-tripped": dataset.breaker_tripped,
+        "circuit-breaker": breaker_json(dataset),
         "populated": dataset.populated,
         "count-index-exists": counts["entities"],
         "count-index-deleted": counts["deleted"],

@@ -503,14 +503,15 @@ async def test_a_run_emits_events_and_writes_the_execution_log(
     assert second["event_type"] == "pump-completed" and second["pipe"] == "p"
     assert second["pump_started_location"] == second_started["_updated"]
     assert second["sync_type"] == "incremental" and second["entities_succeeded"] == 3
-    assert second["start_time"] == second["end_time"] == "2024-01-01T00:00:05.000000Z"
+    # at the same clock reading, the second run starts a microsecond after the first: a run id of its own
+    assert second["start_time"] == second["end_time"] == "2024-01-01T00:00:05.000001Z"
     assert second["total_time"] == 0.0 and second["metrics"]["entities.changes_last_run"] == 2
     runtime = actor.pump_json()["runtime"]
-    assert runtime["success"] is True and runtime["last-run"] == "2024-01-01T00:00:05.000000Z"
+    assert runtime["success"] is True and runtime["last-run"] == "2024-01-01T00:00:05.000001Z"
     assert runtime["last-seen"] == "6" and runtime["progress"] == {"processed": 3}
     assert runtime["sync-type"] == "incremental" and runtime["execution-dataset"] == "system:pump_execution:p"
     stored = node.store.get("pump", "p")
-    assert stored["success"] is True and stored["last_run"] == "2024-01-01T00:00:05.000000Z"
+    assert stored["success"] is True and stored["last_run"] == "2024-01-01T00:00:05.000001Z"
 
 
 async def test_runs_without_changes_are_not_logged_unless_asked(
