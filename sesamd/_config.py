@@ -28,6 +28,7 @@ __all__ = [
     "diff",
     "entity_hash",
     "entity_kind",
+    "group_of",
     "parse_config",
     "parse_upload",
     "render_json",
@@ -112,6 +113,13 @@ def entity_kind(entity: Mapping[str, Any]) -> str:
     if kind in ("pipe", "metadata"):
         return kind
     return "system"
+
+
+def group_of(entity: Any) -> str | None:
+    """The config group of an entity, named by its ``metadata.$config-group`` (None: the default group)."""
+    metadata = entity.get("metadata") if isinstance(entity, Mapping) else None
+    group = metadata.get("$config-group") if isinstance(metadata, Mapping) else None
+    return group if isinstance(group, str) and group else None
 
 
 def validate_structure(entities: Any) -> list[dict[str, Any]]:

@@ -6,23 +6,27 @@ run=2024-01-31T11:59:58.000001Z``), or one JSON object per line (``fmt="json"``)
 
 - ``pipe``: the pipe the record is about (an ``extra={"pipe": ...}``, else the first argument of a message
   starting ``pump %s`` / ``pipe %s``, as the pump's and the node's do: the same rule as the event feed's);
-- ``run``: that pipe's run in progress, or its latest one: the ``start_time`` of its last ``pump-started``
-  event (a ``run`` field of the event when it has one), which is also the ``start_time`` of the run's
-  ``pump-started`` entity in the execution log. :func:`track_runs` feeds it from a node's event bus;
+- ``run``: that pipe's run in progress, or its latest one: the ``run`` of its last ``pump-started`` event.
+  Every pump event of a run (``pump-started``, ``pump-progress``, ``pump-completed``, ``pump-failed``)
+  carries that ``run``: the run's ``start_time``, distinct for each run of a pipe, and the ``start_time`` of
+  its ``pump-started`` entity in the execution log. :func:`track_runs` feeds it from a node's event bus;
 - any other ``extra=`` fields, and ``exc`` with the traceback of a record that carries an exception.
 
 The feed's :class:`~sesamd._feed.FeedLogHandler` sits beside this handler on the root logger, so the same
 records still become ``log`` events of the feed. :func:`levels` and :func:`set_levels` read and change the
-levels of the loggers that exist (``GET``/``PUT /api/logging``).
+levels of the loggers that exist (``GET``/``PUT /api/logging``). :func:`configure_file` also writes the same lines
+to a rotating ``node.log`` in a log directory (``sesamd serve``'s ``log_dir``), which ``GET /api/logs`` lists.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+import logging.handlers
 import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -30,13 +34,16 @@ import orjson
 from ._feed import _record_pipe
 
 __all__ = ["FORMATS", "LEVELS", "JsonFormatter", "LogfmtFormatter", "LoggingError", "RunIds", "StdoutHandler",
-           "configure", "levels", "runs", "set_levels", "track_runs"]
+           "configure", "configure_file", "levels", "log_directory", "runs", "set_levels", "stop_file",
+           "track_runs"]
 
 FORMATS = ("logfmt", "json")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
           "critical": logging.CRITICAL}
 ROOT = "root"
 HANDLER_NAME = "sesamd.stdout"  # the handler configure installs (and replaces when called again)
+FILE_HANDLER_NAME = "sesamd.file"  # the handler configure_file installs
+LOG_FILE = "node.log"  # the current log file in the log directory (rotated ones: node.log.1, node.log.2, ...)
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
@@ -56,10 +63,10 @@ class RunIds:
         self._runs: dict[str, str] = {}
 
     def observe(self, event: Mapping[str, Any]) -> None:
-        """An event bus listener: a ``pump-started`` event sets its pipe's run."""
+        """An event bus listener: a ``pump-started`` event sets its pipe's run (the event's ``run``)."""
         if event.get("type") != "pump-started":
             return
-        pipe, run = event.get("pipe"), event.get("run", event.get("start_time"))
+        pipe, run = event.get("pipe"), event.get("run")
         if isinstance(pipe, str) and isinstance(run, str):
             self._runs[pipe] = run
 
@@ -179,6 +186,46 @@ def configure(fmt: str = "logfmt", level: str = "info", *, stream: IO[str] | Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(root_level)
+
+
+def configure_file(directory: str | Path, fmt: str = "logfmt", *, max_bytes: int = 10 << 20,
+                   backups: int = 5) -> Path:
+    """Also write the records, as ``fmt`` lines, to ``directory``/:data:`LOG_FILE` (the directory is made if
+    missing), rotated at ``max_bytes`` keeping ``backups`` older files; replaces the file handler an earlier
+    call installed. Returns the directory. Raises :class:`LoggingError` for a bad format or a directory where
+    no log file can be written."""
+    if fmt not in FORMATS:
+        raise LoggingError("log format", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if max_bytes < 1 or backups < 1:
+        raise LoggingError("log file", f"needs a size and a count of 1 or more, not {max_bytes} and {backups}")
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path / LOG_FILE, maxBytes=max_bytes, backupCount=backups,
+                                                       encoding="utf-8")
+    except OSError as exc:
+        raise LoggingError("log directory", f"cannot write {path / LOG_FILE}: {exc.strerror or exc}") from None
+    handler.set_name(FILE_HANDLER_NAME)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    stop_file()
+    logging.getLogger().addHandler(handler)
+    return path
+
+
+def stop_file() -> None:
+    """Remove (and close) the file handler :func:`configure_file` installed, if any."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == FILE_HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
+
+
+def log_directory() -> Path | None:
+    """The directory the installed file handler writes to (None: no log files)."""
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == FILE_HANDLER_NAME and isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename).parent
+    return None
 
 
 def _name_of(level: int) -> str:

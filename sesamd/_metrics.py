@@ -16,6 +16,13 @@ Names follow node-spec 14.3 where it gives them (``sesam_pump_*``, ``sesam_pipe_
   ``sesam_pipe_sink_dataset_count_*``, ``sesam_pipe_cycle_warning`` (1 while a cycle warning holds); per
   dataset its counts and ``sesam_dataset_damaged``.
 
+The pipe gauges (``sesam_pipe_*``) are labelled ``pipe``, ``config_group`` (the pipe's
+``metadata.$config-group``, ``default`` without one) and ``leaf`` (``true`` when no other pipe reads the
+pipe's sink dataset: its source, dependency tracking, hops or lookups; a pipe without a sink dataset is a
+leaf). The pump metrics (``sesam_pump_*``, labelled ``pipe``) are left out for a disabled pipe and for a pump
+in ``manual`` or ``off`` mode (node-spec 14.3), decided at each scrape: the bus-fed ones are kept in a
+registry of their own and filtered into the scrape, so they count on while left out and come back whole.
+
 A scrape reads the pumps' views in the Trio thread (as the API does) and the datasets in a worker thread.
 """
 
@@ -32,6 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ._config import group_of
 from ._node import Node
 
 __all__ = ["CONTENT_TYPE", "NodeCollector", "NodeMetrics", "PipeView", "for_node"]
@@ -39,6 +47,8 @@ __all__ = ["CONTENT_TYPE", "NodeCollector", "NodeMetrics", "PipeView", "for_node
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PIPE_LABELS = ["pipe", "config_group", "leaf"]  # the pipe gauges' (node-spec 14.3)
+DEFAULT_GROUP = "default"  # the config_group label of a pipe in the default config group
 _COUNTS = (("count_index_exists", "entities"), ("count_index_deleted", "deleted"), ("count_log_exists", "log_exists"),
            ("count_log_deleted", "log_deleted"))
 
@@ -61,6 +71,18 @@ class PipeView:
     runtime: Mapping[str, Any]
     sink: str | None
     cycle: bool = False
+    config_group: str = DEFAULT_GROUP
+    leaf: bool = True
+
+    @property
+    def labels(self) -> list[str]:
+        """The values of :data:`PIPE_LABELS`."""
+        return [self.id, self.config_group, "true" if self.leaf else "false"]
+
+    @property
+    def pumped(self) -> bool:
+        """Whether its pump metrics are exported: an enabled pipe whose pump is scheduled (not manual/off)."""
+        return not self.runtime.get("is-disabled") and self.runtime.get("mode") == "scheduled"
 
 
 @dataclass
@@ -69,41 +91,47 @@ class _Scrape:
 
 
 class NodeCollector(Collector):
-    """The scrape-time gauges of a node (see the module docstring); reads ``scrape.pipes`` set by the
-    caller and the node's datasets."""
+    """The scrape-time gauges of a node (see the module docstring), and the bus-fed pump metrics of
+    ``pumps`` for the pipes whose pump metrics are exported; reads ``scrape.pipes`` set by the caller and the
+    node's datasets."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, pumps: CollectorRegistry) -> None:
         self.node = node
+        self.pumps = pumps
         self.scrape = _Scrape()
 
     def collect(self) -> Iterator[Metric]:
         pipes = self.scrape.pipes
-        gauges = {name: GaugeMetricFamily(name, text, labels=["pipe"]) for name, text in (
+        gauges = {name: GaugeMetricFamily(name, text, labels=PIPE_LABELS) for name, text in (
             ("sesam_pipe_enabled", "1 if the pipe's pump is enabled"),
             ("sesam_pipe_config", "1 if the pipe's config is valid, else 0"),
-            ("sesam_pump_successful", "1 if the last run succeeded, -1 if it failed, 0 if it never ran"),
             ("sesam_pipe_queue_source", "Source lag: entities in the source dataset after the pipe's offset"),
             ("sesam_pipe_cycle_warning", "1 while the pipe is in a cycle warned about (pipe-cycle-warning)"),
+            ("sesam_pipe_circuit_breaker_tripped", "1 while the circuit breaker of the sink dataset has tripped"),
         )}
         tracking = GaugeMetricFamily("sesam_pipe_queue_tracking", "Changes in a tracked (hopped-to) dataset after "
-                                     "the pipe's dependency-tracking offset", labels=["pipe", "dataset"])
+                                     "the pipe's dependency-tracking offset", labels=[*PIPE_LABELS, "dataset"])
         sinks = {suffix: GaugeMetricFamily(f"sesam_pipe_sink_dataset_{suffix}", f"The sink dataset's {key} count",
-                                           labels=["pipe"]) for suffix, key in _COUNTS}
+                                           labels=PIPE_LABELS) for suffix, key in _COUNTS}
+        successful = GaugeMetricFamily("sesam_pump_successful", "1 if the last run succeeded, -1 if it failed, 0 "
+                                       "if it never ran", labels=["pipe"])
         counts = self._dataset_counts()
         for pipe in pipes:
-            runtime, labels = pipe.runtime, [pipe.id]
+            runtime, labels = pipe.runtime, pipe.labels
             gauges["sesam_pipe_enabled"].add_metric(labels, 0.0 if runtime.get("is-disabled") else 1.0)
             gauges["sesam_pipe_config"].add_metric(labels, 1.0 if pipe.valid else 0.0)
             success = runtime.get("success")
-            gauges["sesam_pump_successful"].add_metric(labels, 0.0 if success is None else 1.0 if success else -1.0)
+            if pipe.pumped:
+                successful.add_metric([pipe.id], 0.0 if success is None else 1.0 if success else -1.0)
             gauges["sesam_pipe_cycle_warning"].add_metric(labels, 1.0 if pipe.cycle else 0.0)
+            gauges["sesam_pipe_circuit_breaker_tripped"].add_metric(labels, 1.0 if self._tripped(pipe.sink) else 0.0)
             queues = runtime.get("queues") or {}
             source = queues.get("source")
             if isinstance(source, int | float):
                 gauges["sesam_pipe_queue_source"].add_metric(labels, float(source))
             for dataset, queued in sorted((queues.get("dependencies") or {}).items()):
                 if isinstance(queued, int | float):
-                    tracking.add_metric([pipe.id, dataset], float(queued))
+                    tracking.add_metric([*labels, dataset], float(queued))
             sink_counts = counts.get(pipe.sink) if pipe.sink is not None else None
             if sink_counts is not None:
                 for suffix, key in _COUNTS:
@@ -111,7 +139,26 @@ class NodeCollector(Collector):
         yield from gauges.values()
         yield tracking
         yield from sinks.values()
+        yield successful
+        yield from self._pump_metrics({pipe.id for pipe in pipes if pipe.pumped})
         yield from self._datasets(counts)
+
+    def _pump_metrics(self, exported: set[str]) -> Iterator[Metric]:
+        """The bus-fed pump metrics, only the samples of the ``exported`` pipes."""
+        for family in self.pumps.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [sample for sample in family.samples if sample.labels.get("pipe") in exported]
+            yield kept
+
+    def _tripped(self, sink: str | None) -> bool:
+        """Whether the circuit breaker of the sink dataset has tripped (node-spec 2.8)."""
+        if sink is None or sink in self.node.datasets.damaged():
+            return False
+        try:
+            dataset = self.node.datasets.get(sink)
+        except Exception:  # being deleted, or found damaged just now
+            return False
+        return dataset is not None and dataset.breaker_tripped
 
     def _dataset_counts(self) -> dict[str, dict[str, int]]:
         found = {}
@@ -147,7 +194,8 @@ class NodeMetrics:
     def __init__(self, node: Node, cycles: Callable[[], Mapping[str, Any]] = dict) -> None:
         self.node = node
         self.cycles = cycles
-        self.registry = registry = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        registry = self.pumps = CollectorRegistry()  # the pump metrics, filtered into each scrape
         by_pipe = ["pipe"]
         self.started = Counter("sesam_pump_started", "Pump runs started", by_pipe, registry=registry)
         self.completed = Counter("sesam_pump_completed", "Pump runs completed with changes (noop runs not "
@@ -166,6 +214,7 @@ class NodeMetrics:
         self.total_time = Gauge("sesam_pump_total_time", "Seconds the last run took", by_pipe, registry=registry)
         self.last_completed = Gauge("sesam_pump_last_completed_time", "When the last run completed (epoch "
                                     "seconds)", by_pipe, registry=registry)
+        registry = self.registry
         self.restarts = Counter("sesam_actor_restarts", "Actor restarts by the supervisor", ["actor"],
                                 registry=registry)
         self.crashes = Counter("sesam_actor_crashes", "Actor crashes (restarted or failed)", ["actor"],
@@ -178,7 +227,7 @@ class NodeMetrics:
                                  ["dataset"], registry=registry)
         self.request_seconds = Histogram("sesam_http_request_duration_seconds", "Seconds to an API response's "
                                          "headers", ["method", "route"], buckets=HTTP_BUCKETS, registry=registry)
-        self.collector = NodeCollector(node)
+        self.collector = NodeCollector(node, self.pumps)
         registry.register(self.collector)
         self._render_lock = threading.Lock()
 
@@ -239,11 +288,18 @@ class NodeMetrics:
     def pipe_views(self) -> list[PipeView]:
         """The pipes as a scrape shows them (in the Trio thread: the pumps' state lives there)."""
         cycles = self.cycles()
+        states = sorted(self.node.pipes.values(), key=lambda s: s.id)
+        readers: dict[str, set[str]] = {}  # dataset -> the pipes reading it
+        for state in states:
+            for dataset in state.runner.input_datasets if state.runner is not None else ():
+                readers.setdefault(dataset, set()).add(state.id)
         views = []
-        for state in sorted(self.node.pipes.values(), key=lambda s: s.id):
+        for state in states:
             runtime = self.node.pump_json(state.id).get("runtime", {})
             sink = state.runner.sink_dataset if state.runner is not None else None
-            views.append(PipeView(state.id, state.is_valid, runtime, sink, state.id in cycles))
+            leaf = sink is None or not readers.get(sink, set()) - {state.id}
+            views.append(PipeView(state.id, state.is_valid, runtime, sink, state.id in cycles,
+                                  group_of(state.original) or DEFAULT_GROUP, leaf))
         return views
 
     def render(self, pipes: list[PipeView]) -> bytes:

@@ -75,7 +75,7 @@ def dataset_options(write_buffer_mb: int | None = None, cache_mb: int | None = N
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings.resolve(_settings.flag_values(args), settings=args.settings)
     tune_process()
-    _configure_logging(settings["log_format"], settings["log_level"])
+    _configure_logging(settings)
     options = dataset_options(settings["dataset_write_buffer_mb"], settings["dataset_cache_mb"])
     notifier = _notify.Notifier.from_environ()
     try:
@@ -90,13 +90,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     finally:
         notifier.close()
+        _stop_log_file()
     return 0
 
 
-def _configure_logging(fmt: str, level: str) -> None:
-    from ._logging import configure
+def _configure_logging(settings: _settings.Effective) -> None:
+    """Log lines on stdout, and the same lines in the rotating log file of ``log_dir`` unless it is off."""
+    from ._logging import LoggingError, configure, configure_file
 
-    configure(fmt, level)
+    configure(settings["log_format"], settings["log_level"])
+    directory = _settings.log_directory(settings)
+    if directory is not None:
+        try:
+            configure_file(directory, settings["log_format"], max_bytes=settings["log_file_mb"] << 20,
+                           backups=settings["log_file_count"])
+        except LoggingError as exc:
+            raise _settings.SettingsError(f"log_dir: {exc}") from None
+
+
+def _stop_log_file() -> None:
+    from ._logging import stop_file
+
+    stop_file()  # flushed and closed: the file handler lives as long as the command
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:

@@ -30,7 +30,7 @@ import storage
 from ._command_errors import CommandError
 
 __all__ = ["DEFAULT_FILE", "ENV_FILE", "SETTINGS", "Effective", "Setting", "SettingsError", "add_arguments",
-           "add_command", "flag_values", "resolve"]
+           "add_command", "flag_values", "log_directory", "resolve"]
 
 DEFAULT_FILE = Path("/etc/sesamd/sesamd.toml")
 ENV_FILE = "SESAMD_SETTINGS"
@@ -129,6 +129,23 @@ def choice_kind(*choices: str) -> Kind:
     return Kind(describe, parse, check)
 
 
+OFF = "off"  # the log_dir that turns file logging off
+
+
+def directory_or_off_kind() -> Kind:
+    describe = f"a directory, or \"\" or {OFF!r} for none"
+
+    def parse(text: str) -> str:
+        return OFF if text.strip().lower() in ("", OFF) else text
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _bad(describe, value)
+        return parse(value)
+
+    return Kind(describe, parse, check)
+
+
 MAX_WRITE_BUFFER_MB = 1024  # LevelDB clips larger write buffers
 MAX_CACHE_MB = 65536
 
@@ -179,6 +196,13 @@ SETTINGS: tuple[Setting, ...] = (
             "(default: logfmt)", "FORMAT"),
     Setting("log_level", choice_kind("debug", "info", "warning", "error"), "info",
             "the root log level: debug, info, warning or error (default: info)", "LEVEL"),
+    Setting("log_dir", directory_or_off_kind(), None,
+            "where the log files GET /api/logs lists are written, as the log lines on stdout; \"\" or off: none "
+            "(default: DATA_DIR/logs)", "DIR"),
+    Setting("log_file_mb", integer_kind(1, 4096), 10,
+            "the size in MiB at which the log file is rotated, 1-4096 (default: 10)", "N"),
+    Setting("log_file_count", integer_kind(1, 1000), 5,
+            "how many rotated log files are kept, 1-1000 (default: 5)", "N"),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -278,6 +302,14 @@ def resolve(flags: Mapping[str, Any] | None = None, *, settings: str | None = No
     known = {s.env for s in SETTINGS} | {ENV_FILE}
     ignored = tuple(sorted(name for name in environ if name.startswith(PREFIX) and name not in known))
     return Effective(values, sources, path, ignored)
+
+
+def log_directory(effective: Effective) -> Path | None:
+    """Where the log files go: ``log_dir``, by default ``<data_dir>/logs``; None when it is off."""
+    chosen = effective["log_dir"]
+    if chosen == OFF:
+        return None
+    return Path(effective["data_dir"]) / "logs" if chosen is None else Path(chosen)
 
 
 # -- sesamd settings --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import subprocess
@@ -21,14 +22,37 @@ from quart_trio import QuartTrio
 from ._auth import Authenticator
 from .api._context import ApiContext
 
-__all__ = ["Daemon", "OpenAuthenticator", "TokenClient", "load_bench_script", "serve_process", "started_process",
-           "token_for"]
+__all__ = ["Daemon", "OpenAuthenticator", "TokenClient", "load_bench_script", "logging_restored",
+           "quick_progress_engine", "serve_process",
+           "started_process", "token_for"]
 
 
 def token_for(app: QuartTrio, role: str = "admin") -> str:
     """A token of ``role`` signed with the app's key."""
     context: ApiContext = app.extensions["sesamd"]
     return context.auth.mint(role, subject=f"test-{role}")
+
+
+@contextmanager
+def logging_restored() -> Iterator[None]:
+    """Put back the root logger's handlers and every logger's level when the block ends (a file handler
+    :func:`sesamd._logging.configure_file` installed in the block is closed)."""
+    from . import _logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger)}
+    try:
+        yield
+    finally:
+        if not any(h.get_name() == _logging.FILE_HANDLER_NAME for h in handlers):
+            _logging.stop_file()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, logger in logging.Logger.manager.loggerDict.items():
+            if isinstance(logger, logging.Logger):
+                logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 class TokenClient:
@@ -198,3 +222,20 @@ def load_bench_script(name: str) -> Any:
         finally:
             sys.path[:] = saved
     return module
+
+
+def quick_progress_engine(interval: float = 0.02) -> Any:
+    """The real engine (``sesamd._node.default_engine``), with pipe actors that publish ``pump-progress``
+    every ``interval`` seconds instead of every second."""
+    from ._node import default_engine
+
+    engine = default_engine()
+    make = engine.make_actor
+
+    def make_actor(pipe_id: str, runner: Any, node: Any) -> Any:
+        actor = make(pipe_id, runner, node)
+        actor.progress_interval = interval
+        return actor
+
+    engine.make_actor = make_actor
+    return engine

@@ -12,8 +12,10 @@ from . import (
     _configs,
     _datasets,
     _events,
+    _license,
     _logging,
     _login,
+    _logs,
     _metadata,
     _metrics,
     _openapi,
@@ -40,7 +42,8 @@ RESOURCES: list[Resource] = [_status.resource, _configs.resource, _variables.res
                              _pipes.resource, _datasets.resource, _systems.resource, _proxy.resource,
                              _metadata.resource,
                              _admin.resource, _backup.resource, _events.resource, _login.resource, _openapi.resource,
-                             _receivers.resource, _publishers.resource, _metrics.resource, _logging.resource]
+                             _receivers.resource, _publishers.resource, _metrics.resource, _logging.resource,
+                             _logs.resource, _license.resource]
 
 MAX_BODY = 256 << 20  # bytes: a config or entity upload larger than this is a 413
 IDLE_BODY_SECONDS = 10.0  # a request body of which nothing arrives this long is dropped (408)

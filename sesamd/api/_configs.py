@@ -19,7 +19,7 @@ import trio
 from quart import Response, request
 
 from .._auth import Permission
-from .._config import ConfigValidationError, config_error, entity_kind, parse_upload, render_json
+from .._config import ConfigValidationError, config_error, entity_kind, group_of, parse_upload, render_json
 from .._node import CONFIG_HISTORY
 from ._context import api
 from ._errors import ApiError
@@ -32,13 +32,6 @@ resource = Resource("config")
 FORCE = Param("force", "boolean", "apply what is valid and keep invalid entities, marked invalid")
 ZIP = "application/zip"
 MAX_UNZIPPED = 256 << 20  # bytes of config a zip may unpack to
-
-
-def group_of(entity: Any) -> str | None:
-    """The config group of an entity (None: the default group)."""
-    metadata = entity.get("metadata") if isinstance(entity, dict) else None
-    group = metadata.get("$config-group") if isinstance(metadata, dict) else None
-    return group if isinstance(group, str) and group else None
 
 
 # -- reading --------------------------------------------------------------------------------------------

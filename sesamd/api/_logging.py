@@ -11,7 +11,18 @@ from ._params import json_body
 from ._routes import Resource
 from ._views import json_response
 
+__all__ = ["change_levels", "resource"]
+
 resource = Resource("logging")
+
+
+def change_levels(changes: object, where: str) -> dict[str, str]:
+    """:func:`sesamd._logging.set_levels`, a bad logger or level a 400 of ``where`` naming it (``PUT /logging``
+    and ``POST /logs`` both change levels through here)."""
+    try:
+        return _logging.set_levels(changes)
+    except _logging.LoggingError as exc:
+        raise ApiError(400, f"{where}: {exc}", field=exc.field) from None
 
 
 @resource.route("/logging", permission=Permission.ADMIN,
@@ -24,7 +35,4 @@ async def get_levels() -> Response:
                 summary='Set logger levels: {"actors.pump": "debug", "root": "info"} (null: inherit again)')
 async def put_levels() -> Response:
     changes = await json_body("PUT /logging")
-    try:
-        return json_response(_logging.set_levels(changes))
-    except _logging.LoggingError as exc:
-        raise ApiError(400, f"PUT /logging: {exc}", field=exc.field) from None
+    return json_response(change_levels(changes, "PUT /logging"))

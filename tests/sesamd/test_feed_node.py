@@ -9,9 +9,9 @@ from typing import Any
 
 import trio
 
-from actors import PipeActor
 from sesamd._feed import FeedFilter, FeedSubscription
-from sesamd._node import Engine, default_engine, open_node
+from sesamd._node import open_node
+from sesamd.testing import quick_progress_engine
 
 
 def embedded(pipe_id: str, *ids: str, **extra: Any) -> dict[str, Any]:
@@ -59,20 +59,6 @@ async def test_a_failed_run_says_the_error_and_the_entity(tmp_path: Path) -> Non
         await node.operate("p", "start", {})
         [failed] = await events_until(subscription, {"pump-failed"})
         assert failed["entity_id"] == "b" and "no b" in failed["error"]
-
-
-def quick_progress_engine() -> Engine:
-    """The real engine, with pipe actors that report progress every 20 ms."""
-    engine = default_engine()
-    make = engine.make_actor
-
-    def make_actor(pipe_id: str, runner: Any, node: Any) -> PipeActor:
-        actor = make(pipe_id, runner, node)
-        actor.progress_interval = 0.02
-        return actor
-
-    engine.make_actor = make_actor
-    return engine
 
 
 async def test_a_long_run_publishes_progress_with_an_eta(tmp_path: Path) -> None:

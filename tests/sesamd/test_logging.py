@@ -20,22 +20,14 @@ from sesamd import _logging
 from sesamd._feed import FeedFilter
 from sesamd._node import open_node
 from sesamd.api import create_app
-from sesamd.testing import TokenClient, serve_process
+from sesamd.testing import TokenClient, logging_restored, serve_process
 
 
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     """Restore the root logger's handlers and every logger's level after the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
-              if isinstance(logger, logging.Logger)}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, logger in logging.Logger.manager.loggerDict.items():
-        if isinstance(logger, logging.Logger):
-            logger.setLevel(levels.get(name, logging.NOTSET))
+    with logging_restored():
+        yield
 
 
 def logfmt(line: str) -> dict[str, str]:
@@ -47,7 +39,7 @@ def logfmt(line: str) -> dict[str, str]:
 def test_logfmt_lines_carry_pipe_and_run(root_logging: None) -> None:
     out = io.StringIO()
     _logging.configure(stream=out)
-    _logging.runs.observe({"type": "pump-started", "pipe": "orders", "start_time": "2024-01-31T12:00:00.000001Z"})
+    _logging.runs.observe({"type": "pump-started", "pipe": "orders", "run": "2024-01-31T12:00:00.000001Z"})
     log = logging.getLogger("actors.pump")
     log.info("pump %s: offset %s -> %s", "orders", 3, 9)
     log.warning("no pipe here = \"quoted\"", extra={"batch": 7})

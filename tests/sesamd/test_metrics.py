@@ -16,15 +16,20 @@ from sesamd.api import create_app
 from sesamd.testing import TokenClient
 
 PEOPLE = [{"_id": "1", "name": "Ann"}, {"_id": "2", "name": "Bob"}, {"_id": "3", "name": "Cy"}]
+YEARLY = {"cron_expression": "0 0 1 1 *"}  # scheduled (pump metrics are exported), not due during a test
 CONFIG = [
-    {"_id": "people", "type": "pipe", "source": {"type": "embedded", "entities": PEOPLE}, "pump": {"mode": "manual"}},
-    {"_id": "upper", "type": "pipe", "pump": {"mode": "manual"},
+    {"_id": "people", "type": "pipe", "source": {"type": "embedded", "entities": PEOPLE}, "pump": YEARLY},
+    {"_id": "upper", "type": "pipe", "pump": YEARLY,
      "source": {"type": "dataset", "dataset": "people", "supports_signalling": False},
      "transform": {"type": "dtl", "rules": {"default": [["copy", "*"], ["add", "loud", ["upper", "_S.name"]]]}}},
-    {"_id": "broken", "type": "pipe", "pump": {"mode": "manual"},
+    {"_id": "broken", "type": "pipe", "pump": YEARLY,
      "source": {"type": "embedded", "entities": [{"_id": "x"}]},
      "transform": {"type": "dtl", "rules": {"default": [["fail!", "always"]]}}},
 ]
+
+PEOPLE_LABELS = {"pipe": "people", "config_group": "default", "leaf": "false"}  # upper reads its sink
+UPPER_LABELS = {"pipe": "upper", "config_group": "default", "leaf": "true"}
+NAMED_LABELS = {"pipe": "named", "config_group": "default", "leaf": "true"}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -77,11 +82,11 @@ async def test_runs_entities_and_failures_are_counted(scraper: Scraper) -> None:
     assert value(samples, "sesam_pump_successful", pipe="people") == 1
     assert value(samples, "sesam_pump_successful", pipe="broken") == -1
     assert value(samples, "sesam_pump_successful", pipe="upper") == 0  # never ran
-    assert value(samples, "sesam_pipe_config", pipe="upper") == 1
-    assert value(samples, "sesam_pipe_enabled", pipe="upper") == 1
+    assert value(samples, "sesam_pipe_config", pipe="upper", config_group="default", leaf="true") == 1
+    assert value(samples, "sesam_pipe_enabled", pipe="upper", config_group="default", leaf="true") == 1
     assert value(samples, "sesam_dataset_count_index_exists", dataset="people") == 3
-    assert value(samples, "sesam_pipe_sink_dataset_count_log_exists", pipe="people") == 3
-    assert value(samples, "sesam_pipe_sink_dataset_count_log_deleted", pipe="people") == 0
+    assert value(samples, "sesam_pipe_sink_dataset_count_log_exists", **PEOPLE_LABELS) == 3
+    assert value(samples, "sesam_pipe_sink_dataset_count_log_deleted", **PEOPLE_LABELS) == 0
     assert value(samples, "sesam_pump_last_completed_time", pipe="people") > 1e9
 
 
@@ -89,10 +94,10 @@ async def test_source_lag_is_the_entities_after_the_offset(scraper: Scraper) -> 
     await scraper.configure(CONFIG)
     await scraper.client.run_pipe("people")
     before = await scraper.scrape()
-    assert value(before, "sesam_pipe_queue_source", pipe="upper") == 3
+    assert value(before, "sesam_pipe_queue_source", **UPPER_LABELS) == 3
     await scraper.client.run_pipe("upper")
     after = await scraper.scrape()
-    assert value(after, "sesam_pipe_queue_source", pipe="upper") == 0
+    assert value(after, "sesam_pipe_queue_source", **UPPER_LABELS) == 0
     assert value(after, "sesam_pump_entities_changes_total", pipe="upper") == 3
     assert value(after, "sesam_dataset_count_index_exists", dataset="upper") == 3
 
@@ -110,11 +115,68 @@ async def test_dependency_tracking_queues(scraper: Scraper) -> None:
     await scraper.configure(config)
     for pipe_id in ("people", "orders", "named"):
         await scraper.client.run_pipe(pipe_id)
-    assert value(await scraper.scrape(), "sesam_pipe_queue_tracking", pipe="named", dataset="people") == 0
+    samples = await scraper.scrape()
+    assert value(samples, "sesam_pipe_queue_tracking", **NAMED_LABELS, dataset="people") == 0
+    assert value(samples, "sesam_pipe_enabled", **PEOPLE_LABELS) == 1  # people: read by named's hops only
+    assert value(samples, "sesam_pipe_enabled", pipe="orders", config_group="default", leaf="false") == 1
     changed = [{**PEOPLE[0], "name": "Anna"}, *PEOPLE[1:]]
     await scraper.configure([{**config[0], "source": {"type": "embedded", "entities": changed}}, *config[1:]])
     await scraper.client.run_pipe("people")
-    assert value(await scraper.scrape(), "sesam_pipe_queue_tracking", pipe="named", dataset="people") == 1
+    assert value(await scraper.scrape(), "sesam_pipe_queue_tracking", **NAMED_LABELS, dataset="people") == 1
+
+
+def pipe_labels(samples: Samples, name: str) -> dict[str, dict[str, str]]:
+    """The labels of each pipe's ``name`` sample, by pipe."""
+    return {dict(labels)["pipe"]: dict(labels) for found, labels in samples if found == name}
+
+
+async def test_pipe_gauges_carry_the_config_group_and_whether_the_pipe_is_a_leaf(scraper: Scraper) -> None:
+    crm = {"metadata": {"$config-group": "crm"}}
+    config = [{**CONFIG[0], **crm}, CONFIG[1], CONFIG[2],
+              {"_id": "self", "type": "pipe", "pump": YEARLY, **crm,  # reads only its own sink: a leaf
+               "source": {"type": "dataset", "dataset": "self"}},
+              {"_id": "out", "type": "pipe", "pump": YEARLY, "source": {"type": "dataset", "dataset": "upper"},
+               "sink": {"type": "null"}}]
+    response = await scraper.client.put("/api/config-all", json=config)
+    assert response.status_code == 200, await response.get_data()
+    samples = await scraper.scrape()
+    expected = {"people": ("crm", "false"), "upper": ("default", "false"), "broken": ("default", "true"),
+                "self": ("crm", "true"), "out": ("default", "true")}
+    for name in ("sesam_pipe_enabled", "sesam_pipe_config", "sesam_pipe_queue_source",
+                 "sesam_pipe_sink_dataset_count_index_exists"):
+        found = pipe_labels(samples, name)
+        wanted = expected if name != "sesam_pipe_sink_dataset_count_index_exists" else {}  # no sinks written yet
+        assert {pipe: (labels["config_group"], labels["leaf"]) for pipe, labels in found.items()} == wanted, name
+    assert set(pipe_labels(samples, "sesam_pump_successful")["people"]) == {"pipe"}  # pump metrics: by pipe
+
+
+async def test_pump_metrics_are_left_out_for_manual_off_and_disabled_pumps(scraper: Scraper) -> None:
+    config = [CONFIG[0], {**CONFIG[1], "pump": {"mode": "manual"}}, {**CONFIG[2], "pump": {"mode": "off"}}]
+    await scraper.configure(config)
+    await scraper.client.run_pipe("people")
+    await scraper.client.run_pipe("upper")
+    samples = await scraper.scrape()
+    pumped = {name for name, _labels in samples if name.startswith("sesam_pump_")}
+    assert {"sesam_pump_started_total", "sesam_pump_successful", "sesam_pump_run_duration_seconds_count",
+            "sesam_pump_total_time"} <= pumped
+    for name in pumped:  # every pump metric: of the scheduled pipe only
+        assert {dict(labels)["pipe"] for found, labels in samples if found == name} == {"people"}, name
+    assert value(samples, "sesam_pipe_enabled", **UPPER_LABELS) == 1  # the pipe gauges of every pipe
+    assert value(samples, "sesam_pipe_config", pipe="broken", config_group="default", leaf="true") == 1
+    assert value(samples, "sesam_pipe_sink_dataset_count_index_exists", **UPPER_LABELS) == 3
+
+    response = await scraper.client.post("/api/pipes/people/pump", form={"operation": "disable"})
+    assert response.status_code == 200, await response.get_data()
+    disabled = await scraper.scrape()
+    assert not {name for name, _labels in disabled if name.startswith("sesam_pump_")} & pumped
+    assert value(disabled, "sesam_pipe_enabled", **PEOPLE_LABELS) == 0
+    assert value(disabled, "sesam_pipe_sink_dataset_count_index_exists", **PEOPLE_LABELS) == 3
+
+    response = await scraper.client.post("/api/pipes/people/pump", form={"operation": "enable"})
+    assert response.status_code == 200, await response.get_data()
+    enabled = await scraper.scrape()
+    assert value(enabled, "sesam_pump_started_total", pipe="people") == 1  # back, counted as before
+    assert value(enabled, "sesam_pump_successful", pipe="people") == 1
 
 
 async def test_actor_restarts_and_http_requests_are_counted(scraper: Scraper) -> None:

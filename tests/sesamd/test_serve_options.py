@@ -30,6 +30,7 @@ def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(_serve, "serve", fake_serve)
     monkeypatch.setattr(_serve, "tune_process", lambda: None)
+    monkeypatch.setenv("SESAMD_LOG_DIR", "off")  # no log file in the working directory's ./data
     return calls
 
 

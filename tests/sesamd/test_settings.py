@@ -45,7 +45,7 @@ def test_defaults_then_file_then_env_then_flags(toml: Path) -> None:
 def test_every_serve_option_is_a_setting() -> None:
     names = {s.name for s in _settings.SETTINGS}
     assert names == {"data_dir", "host", "port", "config", "poll_interval", "grace", "dataset_write_buffer_mb",
-                     "dataset_cache_mb", "log_format", "log_level"}
+                     "dataset_cache_mb", "log_format", "log_level", "log_dir", "log_file_mb", "log_file_count"}
     assert [s.env for s in _settings.SETTINGS][:3] == ["SESAMD_DATA_DIR", "SESAMD_HOST", "SESAMD_PORT"]
 
 
@@ -160,7 +160,8 @@ def test_serve_runs_with_the_effective_settings(toml: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(_serve, "serve", fake_serve)
     monkeypatch.setattr(_serve, "tune_process", lambda: None)
-    monkeypatch.setattr(_serve, "_configure_logging", lambda fmt, level: calls.append({"log": (fmt, level)}))
+    monkeypatch.setattr(_serve, "_configure_logging",
+                        lambda settings: calls.append({"log": (settings["log_format"], settings["log_level"])}))
     monkeypatch.setenv("SESAMD_DATASET_CACHE_MB", "16")
     assert _cli.main(["serve", "--settings", str(toml), "--host", "::"]) == 0
     [logging_call, call] = calls
