@@ -322,16 +322,29 @@ class Answer:
 Route = Answer | Callable[[WebRequest], Answer]
 
 
-class WebServer:
-    """A threaded HTTP/1.1 server on 127.0.0.1 for tests: :meth:`route` a path (without the query) to answers
-    given in turn (the last for good) or to a function of the request; every request is kept in ``requests``.
-    Unrouted paths answer 404. Use as a context manager (or :meth:`start` / :meth:`close`)."""
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    web: WebServer  # what a handler of its own reaches as ``self.server.web``
 
-    def __init__(self) -> None:
+
+class WebServer:
+    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) for tests: :meth:`route` a path (without the
+    query) to answers given in turn (the last for good) or to a function of the request; every request is kept
+    in ``requests``. Unrouted paths answer 404. Use as a context manager (or :meth:`start` / :meth:`close`);
+    the close shuts the server down and waits for its serving thread.
+
+    ``handler``: a :class:`~http.server.BaseHTTPRequestHandler` of the test's own to serve instead of the
+    routes (slow answers, hand-made protocol errors); it reaches this object as ``self.server.web``, and its
+    requests are recorded too, as they arrive (method, path, query and headers; ``body`` is ``b""``: the handler
+    reads the body itself)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler] | None = None) -> None:
         self.requests: list[WebRequest] = []
         self._routes: dict[str, list[Route]] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._handler = handler
 
     # -- configuring ------------------------------------------------------------------------------------
 
@@ -359,10 +372,12 @@ class WebServer:
     # -- running ------------------------------------------------------------------------------------------
 
     def start(self) -> WebServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
+        handler = _handler(self) if self._handler is None else _recording(self._handler)
+        server = _Server(("127.0.0.1", 0), handler)
+        server.web = self
         self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
         return self
 
     def close(self) -> None:
@@ -370,12 +385,19 @@ class WebServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
 
     def __enter__(self) -> WebServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def record(self, request: WebRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
 
     def _answer(self, request: WebRequest) -> Answer:
         with self._lock:
@@ -387,17 +409,35 @@ class WebServer:
         return route(request) if callable(route) else route
 
 
+def _request_of(handler: BaseHTTPRequestHandler, body: bytes) -> WebRequest:
+    parts = urlsplit(handler.path)
+    return WebRequest(handler.command, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)),
+                      {k.lower(): v for k, v in handler.headers.items()}, body)
+
+
+def _recording(handler: type[BaseHTTPRequestHandler]) -> type[BaseHTTPRequestHandler]:
+    """``handler``, recording each request in its server's :class:`WebServer` once its headers are read."""
+
+    class Recording(handler):  # type: ignore[valid-type,misc]
+        def parse_request(self) -> bool:
+            parsed: bool = super().parse_request()
+            if parsed:
+                server: Any = self.server
+                server.web.record(_request_of(self, b""))
+            return parsed
+
+    Recording.__name__ = Recording.__qualname__ = handler.__name__
+    return Recording
+
+
 def _handler(web: WebServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def handle_one(self) -> None:
-            parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            request = WebRequest(self.command, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)),
-                                 {k.lower(): v for k, v in self.headers.items()}, body)
-            answer = web._answer(request)
+            answer = web._answer(_request_of(self, body))
             if answer.delay:
                 time.sleep(answer.delay)
             self.send_response(answer.status)

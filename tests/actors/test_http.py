@@ -14,7 +14,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -32,6 +32,7 @@ from actors.components import (
 )
 from actors.components._http import RETRY_STATUSES, SNIPPET, RetryPolicy, SystemLink, json_entities, send
 from actors.components.system_url import UrlSystem
+from actors.testing import WebServer
 
 URL = "http://api.test/items"
 
@@ -320,10 +321,28 @@ BAD = b'[\n  {"_id": "a"},\n  {"_id": oops}\n]'
 ENDLESS_STRING_LIMIT = 50 * 1024 * 1024
 
 
+class Written:
+    """The body bytes the chunked routes sent, by path."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_path: dict[str, int] = {}
+
+    def add(self, path: str, count: int) -> None:
+        with self._lock:
+            self._by_path[path] = self._by_path.get(path, 0) + count
+
+    def __getitem__(self, path: str) -> int:
+        with self._lock:
+            return self._by_path[path]
+
+
 class Handler(BaseHTTPRequestHandler):
-    """Fixed bodies by path, bodies that break off, and endless ones (the server counts what it wrote)."""
+    """Fixed bodies by path, bodies that break off, and endless ones (``written`` counts what it sent): protocol
+    tricks that :class:`~actors.testing.WebServer`'s routes do not play, so it serves this handler."""
 
     protocol_version = "HTTP/1.1"  # for chunked answers
+    written: Written  # set by the server fixture
 
     def do_GET(self) -> None:
         try:
@@ -350,9 +369,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        server: Any = self.server
-        with server.lock:
-            server.written[self.path] = server.written.get(self.path, 0) + len(data)
+        self.written.add(self.path, len(data))
 
     def route_array(self) -> None:
         self.fixed(200, ARRAY)
@@ -421,18 +438,17 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    """One server for the module; ``written[path]`` counts the body bytes the chunked routes sent."""
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.lock, server.written = threading.Lock(), {}
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def written() -> Written:
+    """What the module's server sent on its chunked routes."""
+    return Written()
+
+
+@pytest.fixture(scope="module")
+def server(written: Written) -> Iterator[WebServer]:
+    """One server for the module, serving :class:`Handler`."""
+    counting = type("Handler", (Handler,), {"written": written})
+    with WebServer(handler=counting) as web:
+        yield web
 
 
 @pytest.fixture
@@ -441,18 +457,18 @@ def client() -> Iterator[httpx.Client]:
         yield client
 
 
-def url_of(server: Any, path: str) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}/{path}"
+def url_of(server: WebServer, path: str) -> str:
+    return server.url(f"/{path}")
 
 
-def stream(client: httpx.Client, server: Any, path: str) -> httpx.Response:
+def stream(client: httpx.Client, server: WebServer, path: str) -> httpx.Response:
     response = client.send(client.build_request("GET", url_of(server, path)), stream=True)
     assert response.status_code == 200
     return response
 
 
 @pytest.mark.parametrize("path", ["array", "chunked-array"])
-def test_json_entities_of_an_array(server: Any, client: httpx.Client, path: str) -> None:
+def test_json_entities_of_an_array(server: WebServer, client: httpx.Client, path: str) -> None:
     response = stream(client, server, path)
     entities = json_entities(response, chunk_size=8)
     assert next(entities) == {"_id": "a", "price": "~f22.10", "n": 1}  # decimals in wire form
@@ -461,20 +477,20 @@ def test_json_entities_of_an_array(server: Any, client: httpx.Client, path: str)
     assert response.is_closed
 
 
-def test_json_entities_of_ndjson(server: Any, client: httpx.Client) -> None:
+def test_json_entities_of_ndjson(server: WebServer, client: httpx.Client) -> None:
     response = stream(client, server, "ndjson")
     assert list(json_entities(response)) == [{"_id": "a", "x": "~f1e3"}, {"_id": "b", "tags": ["t"]}]
     assert response.is_closed
 
 
 @pytest.mark.parametrize("path", ["empty", "nothing"])
-def test_json_entities_of_an_empty_body(server: Any, client: httpx.Client, path: str) -> None:
+def test_json_entities_of_an_empty_body(server: WebServer, client: httpx.Client, path: str) -> None:
     response = stream(client, server, path)
     assert list(json_entities(response)) == []
     assert response.is_closed
 
 
-def test_json_entities_through_send(server: Any, client: httpx.Client) -> None:
+def test_json_entities_through_send(server: WebServer, client: httpx.Client) -> None:
     response = send(client, "GET", url_of(server, "array"), stream=True)
     assert [e["_id"] for e in json_entities(response)] == ["a", "b"]
     with pytest.raises(TerminalError) as caught:
@@ -482,7 +498,7 @@ def test_json_entities_through_send(server: Any, client: httpx.Client) -> None:
     assert caught.value.message == f"GET {url_of(server, 'nowhere')} answered 404 Not Found: no route"
 
 
-def test_json_entities_of_bad_json_is_terminal(server: Any, client: httpx.Client) -> None:
+def test_json_entities_of_bad_json_is_terminal(server: WebServer, client: httpx.Client) -> None:
     response = stream(client, server, "bad")
     entities = json_entities(response)
     assert next(entities) == {"_id": "a"}
@@ -501,7 +517,8 @@ def test_json_entities_of_bad_json_is_terminal(server: Any, client: httpx.Client
     ("close-delimited", TerminalError,
      "the answer is not a JSON array or NDJSON: line 3, column 16: invalid JSON: Unterminated string starting at"),
 ])
-def test_json_entities_of_a_body_cut_off(server: Any, client: httpx.Client, path: str, kind: type, text: str) -> None:
+def test_json_entities_of_a_body_cut_off(server: WebServer, client: httpx.Client, path: str, kind: type,
+                                         text: str) -> None:
     response = stream(client, server, path)
     got: list[Any] = []
     with pytest.raises(ComponentError) as caught:
@@ -512,13 +529,13 @@ def test_json_entities_of_a_body_cut_off(server: Any, client: httpx.Client, path
     assert response.is_closed
 
 
-def test_json_entities_of_an_endless_array_is_lazy(server: Any, client: httpx.Client) -> None:
+def test_json_entities_of_an_endless_array_is_lazy(server: WebServer, written: Written, client: httpx.Client) -> None:
     tracemalloc.start()
     try:
         response = stream(client, server, "endless")
         entities = json_entities(response)
         first = list(itertools.islice(entities, 10_000))
-        written = server.written["/endless"]
+        sent = written["/endless"]
         entities.close()  # type: ignore[attr-defined]
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -527,10 +544,11 @@ def test_json_entities_of_an_endless_array_is_lazy(server: Any, client: httpx.Cl
     assert first[0] == {"_id": "e0", "n": "~f1.5", "s": "abcdefgh"} and first[-1]["_id"] == "e9999"
     assert response.is_closed
     assert peak < 50 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
-    assert written < 64 * 1024 * 1024, f"the server wrote {written / 1e6:.1f} MB"  # read as far as consumed
+    assert sent < 64 * 1024 * 1024, f"the server wrote {sent / 1e6:.1f} MB"  # read as far as consumed
 
 
-def test_json_entities_of_an_endless_string_stops_at_max_value_bytes(server: Any, client: httpx.Client) -> None:
+def test_json_entities_of_an_endless_string_stops_at_max_value_bytes(server: WebServer, written: Written,
+                                                                     client: httpx.Client) -> None:
     started = time.monotonic()
     response = stream(client, server, "endless-string")
     with pytest.raises(TerminalError) as caught:
@@ -541,7 +559,7 @@ def test_json_entities_of_an_endless_string_stops_at_max_value_bytes(server: Any
                                     "NDJSON: line 1, column 2: the value starting here is longer than 1000000 "
                                     "characters")
     assert elapsed < 20
-    assert server.written["/endless-string"] < ENDLESS_STRING_LIMIT / 2  # it stopped long before the server did
+    assert written["/endless-string"] < ENDLESS_STRING_LIMIT / 2  # it stopped long before the server did
     assert response.is_closed
 
 

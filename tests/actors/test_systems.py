@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ import trio
 from actors import Reload, RestartPolicy, Supervisor, SystemActor
 from actors.components import ConfigError, System, build_system, registered
 from actors.components.system_url import UrlSystem
+from actors.testing import Answer, WebRequest, WebServer
 
 POSTGRES = {"_id": "pg", "type": "system:postgresql", "host": "127.0.0.1", "database": "test",
             "username": "postgres", "pool_size": 2}
@@ -181,47 +181,39 @@ async def test_jwt_overrides_the_authorization_header() -> None:
     assert all(len(r.headers.get_list("Authorization")) == 1 for r in seen)
 
 
-class Slow(BaseHTTPRequestHandler):
-    """``GET /sleep/<seconds>``: answers after a pause; the server counts concurrent requests."""
+class Concurrency:
+    """``GET /sleep/<seconds>`` answers ``ok`` after a pause; counts the requests in progress at once."""
 
-    def do_GET(self) -> None:
-        server: Any = self.server
-        with server.lock:
-            server.active += 1
-            server.peak = max(server.peak, server.active)
+    def __init__(self) -> None:
+        self.lock, self.active, self.peak = threading.Lock(), 0, 0
+
+    def sleep(self, request: WebRequest) -> Answer:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
         try:
-            time.sleep(float(self.path.rsplit("/", 1)[-1]))
-            body = b"ok"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+            time.sleep(float(request.path.rsplit("/", 1)[-1]))
         finally:
-            with server.lock:
-                server.active -= 1
-
-    def log_message(self, *args: Any) -> None:
-        pass
+            with self.lock:
+                self.active -= 1
+        return Answer(body=b"ok", content_type="text/plain")
 
 
 @pytest.fixture
-def http_server() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.daemon_threads = True
-    server.lock, server.active, server.peak = threading.Lock(), 0, 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def concurrency() -> Concurrency:
+    return Concurrency()
 
 
-async def test_real_server_read_timeout(http_server: Any) -> None:
-    port = http_server.server_address[1]
+@pytest.fixture
+def http_server(concurrency: Concurrency) -> Iterator[WebServer]:
+    with WebServer() as web:
+        for seconds in ("0", "1.0", "0.15"):
+            web.route(f"/sleep/{seconds}", concurrency.sleep)
+        yield web
+
+
+async def test_real_server_read_timeout(http_server: WebServer) -> None:
+    port = http_server.port
     system = url_system(url_pattern=f"http://127.0.0.1:{port}/sleep/%s", read_timeout="~f0.2")
     await system.open()
     try:
@@ -233,8 +225,9 @@ async def test_real_server_read_timeout(http_server: Any) -> None:
         await system.close()
 
 
-async def test_real_server_connections_are_capped_by_worker_threads(http_server: Any) -> None:
-    port = http_server.server_address[1]
+async def test_real_server_connections_are_capped_by_worker_threads(http_server: WebServer,
+                                                                   concurrency: Concurrency) -> None:
+    port = http_server.port
     system = url_system(url_pattern=f"http://127.0.0.1:{port}/sleep/%s", worker_threads=2)
     await system.open()
     statuses: list[int] = []
@@ -252,7 +245,8 @@ async def test_real_server_connections_are_capped_by_worker_threads(http_server:
     finally:
         await system.close()
     assert statuses == [200] * 6
-    assert http_server.peak == 2  # six requests, never more than two at once
+    assert concurrency.peak == 2  # six requests, never more than two at once
+    assert [r.path for r in http_server.requests] == ["/sleep/0.15"] * 6
 
 
 # -- SQL systems (the local PostgreSQL and MariaDB) ----------------------------------------------------------

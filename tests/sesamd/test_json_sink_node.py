@@ -4,16 +4,13 @@ changes and deletes, retried 503s, and a 409 failing the run without moving the 
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import trio
 
+from actors.testing import WebRequest, WebServer
 from sesamd._node import open_node
 from sesamd.api import create_app
 from sesamd.testing import TokenClient
@@ -21,38 +18,24 @@ from sesamd.testing import TokenClient
 PEOPLE = [{"_id": str(i), "name": f"person {i}"} for i in range(1, 6)]
 
 
-class Receiver(BaseHTTPRequestHandler):
-    """Records ``(params, entities)`` of each POST; answers ``server.answers.pop(0)`` while there are any, else 200."""
-
-    def do_POST(self) -> None:
-        server: Any = self.server
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        status = server.answers.pop(0) if server.answers else 200
-        if status == 200:
-            parts = urlsplit(self.path)
-            server.requests.append((parts.path, dict(parse_qsl(parts.query)), json.loads(body),
-                                    self.headers["Content-Type"]))
-        self.send_response(status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args: Any) -> None:
-        pass
+PATH = "/api/receivers/people/entities"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    server.daemon_threads = True
-    server.requests, server.answers = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver() -> Iterator[WebServer]:
+    """A web server answering 200 ``{}`` to every push (see :func:`answer`), recording each request."""
+    with WebServer() as web:
+        web.route(PATH, b"{}")
+        yield web
+
+
+def answer(web: WebServer, *statuses: int) -> None:
+    """Answer the next pushes with ``statuses`` in turn, then 200 for good."""
+    web.route(PATH, *statuses, b"{}")
+
+
+def entity_ids(requests: list[WebRequest]) -> list[str]:
+    return [e["_id"] for r in requests for e in r.json()]
 
 
 def config(port: int, people: list[dict[str, Any]], **pump: Any) -> list[dict[str, Any]]:
@@ -81,53 +64,55 @@ async def apply(node: Any, entities: list[dict[str, Any]]) -> TokenClient:
     return TokenClient(create_app(node))
 
 
-async def test_a_full_run_is_one_sequence_then_incremental_runs_push_changes(node: Any, receiver: Any) -> None:
-    client = await apply(node, config(receiver.server_address[1], PEOPLE))
+async def test_a_full_run_is_one_sequence_then_incremental_runs_push_changes(node: Any, receiver: WebServer) -> None:
+    client = await apply(node, config(receiver.port, PEOPLE))
     await client.run_pipe("people")
     assert (await client.run_pipe("push"))["success"] is True
-    requests = receiver.requests
-    assert [r[0] for r in requests] == ["/api/receivers/people/entities"] * 4
-    assert {r[3] for r in requests} == {"application/json"}
-    params = [r[1] for r in requests]
+    requests = list(receiver.requests)
+    assert [(r.method, r.path) for r in requests] == [("POST", PATH)] * 4
+    assert {r.headers["content-type"] for r in requests} == {"application/json"}
+    params = [r.query for r in requests]
     sequence = params[0]["sequence_id"]
     assert all(p["sequence_id"] == sequence and p["is_full"] == "true" for p in params)
     assert [p["request_id"] for p in params] == ["1", "2", "3", "4"]
     assert [p.get("previous_request_id") for p in params] == [None, "1", "2", "3"]
     assert [p.get("is_first") for p in params] == ["true", None, None, None]
     assert [p.get("is_last") for p in params] == [None, None, None, "true"]
-    pushed = [e for r in requests for e in r[2]]
+    pushed = [e for r in requests for e in r.json()]
     assert [(e["_id"], e["name"]) for e in pushed] == [(p["_id"], p["name"]) for p in PEOPLE]
-    assert requests[-1][2] == []  # the sequence ends with an empty request carrying is_last
+    assert requests[-1].json() == []  # the sequence ends with an empty request carrying is_last
 
-    receiver.requests.clear()
+    since = len(receiver.requests)
     changed = [{**PEOPLE[0], "name": "renamed"}, *PEOPLE[1:4]]  # 1 renamed, 5 gone
-    client = await apply(node, config(receiver.server_address[1], changed))
+    client = await apply(node, config(receiver.port, changed))
     await client.run_pipe("people")
     assert (await client.run_pipe("push"))["success"] is True
-    params = [r[1] for r in receiver.requests]
+    params = [r.query for r in receiver.requests[since:]]
     assert params and all(p["is_full"] == "false" and "is_first" not in p and "is_last" not in p for p in params)
     assert len({p["sequence_id"] for p in params}) == 1 and params[0]["sequence_id"] != sequence
-    pushed = {e["_id"]: e for r in receiver.requests for e in r[2]}
+    pushed = {e["_id"]: e for r in receiver.requests[since:] for e in r.json()}
     assert set(pushed) == {"1", "5"}
     assert pushed["1"]["name"] == "renamed" and pushed["5"]["_deleted"] is True
 
 
-async def test_transient_failures_are_retried_and_a_conflict_fails_the_run(node: Any, receiver: Any) -> None:
-    client = await apply(node, config(receiver.server_address[1], PEOPLE, batch_retries=2, write_retry_delay=0))
+async def test_transient_failures_are_retried_and_a_conflict_fails_the_run(node: Any, receiver: WebServer) -> None:
+    client = await apply(node, config(receiver.port, PEOPLE, batch_retries=2, write_retry_delay=0))
     await client.run_pipe("people")
-    receiver.answers[:] = [503, 503]  # the first request twice: then it goes through
+    answer(receiver, 503, 503)  # the first request twice: then it goes through
     assert (await client.run_pipe("push"))["success"] is True
-    assert [e["_id"] for r in receiver.requests for e in r[2]] == [p["_id"] for p in PEOPLE]
+    first, *retried = receiver.requests[:3]
+    assert all((r.query, r.body) == (first.query, first.body) for r in retried)  # the same request sent again
+    assert entity_ids(receiver.requests[2:]) == [p["_id"] for p in PEOPLE]  # each entity delivered once
 
-    receiver.requests.clear()
-    client = await apply(node, config(receiver.server_address[1], [*PEOPLE, {"_id": "6", "name": "six"}],
+    since = len(receiver.requests)
+    client = await apply(node, config(receiver.port, [*PEOPLE, {"_id": "6", "name": "six"}],
                                       batch_retries=2, write_retry_delay=0))
     await client.run_pipe("people")
-    receiver.answers[:] = [409]
+    answer(receiver, 409)
     runtime = await client.run_pipe("push")
     assert runtime["success"] is False
     assert "answered 409" in runtime["last-original-error-message"]
-    assert receiver.requests == []
+    assert len(receiver.requests) == since + 1  # a conflict is not retried
     # the offset did not move past what was not delivered: the next run sends entity 6
     assert (await client.run_pipe("push"))["success"] is True
-    assert [e["_id"] for r in receiver.requests for e in r[2]] == ["6"]
+    assert entity_ids(receiver.requests[since + 1:]) == ["6"]

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import httpx
 import pytest
 import trio
 
+from actors.testing import WebServer
 from sesamd._node import open_node
 from sesamd.api import create_app
 from sesamd.testing import TokenClient, serve_process
@@ -38,44 +37,15 @@ ORDERS = [
 NEW_ORDER = {"_id": "1003", "customer_id": "2", "items": [{"ean": "e", "price": 19.95, "quantity": 1}]}
 
 
-class Files(BaseHTTPRequestHandler):
-    """Serves ``server.files[path]`` (bytes, an int status to answer with, or a list of those to answer in turn);
-    records each request path."""
-
-    def do_GET(self) -> None:
-        server: Any = self.server
-        server.seen.append(self.path)
-        body = server.files.get(self.path.split("?", 1)[0], 404)
-        if isinstance(body, list):  # answers in turn, the last one for good
-            body = body.pop(0) if len(body) > 1 else body[0]
-        if isinstance(body, int):
-            self.send_response(body)
-            self.send_header("Content-Length", "5")
-            self.end_headers()
-            self.wfile.write(b"nope\n")
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def web() -> Iterator[Any]:
-    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    server.daemon_threads = True
-    server.files, server.seen = {}, []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def web() -> Iterator[WebServer]:
+    with WebServer() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+def requested(web: WebServer) -> list[tuple[str, dict[str, str]]]:
+    """The path and query of each request the web server got, in order."""
+    return [(r.path, r.query) for r in web.requests]
 
 
 def guide_config(port: int) -> list[dict[str, Any]]:
@@ -130,9 +100,9 @@ class Api:
 
 
 @pytest.fixture
-async def node_api(tmp_path: Any, web: Any) -> AsyncIterator[tuple[Any, Api]]:
+async def node_api(tmp_path: Any, web: WebServer) -> AsyncIterator[tuple[Any, Api]]:
     async with open_node(tmp_path / "node") as node:
-        assert await node.apply_config(guide_config(web.server_address[1])) == []
+        assert await node.apply_config(guide_config(web.port)) == []
         with trio.fail_after(5):
             for system_id in ("customer-system", "order-system"):
                 actor = node.systems.actor(system_id)
@@ -141,18 +111,17 @@ async def node_api(tmp_path: Any, web: Any) -> AsyncIterator[tuple[Any, Api]]:
         yield node, Api(TokenClient(create_app(node)))
 
 
-def serve(web: Any, customers: Any = CUSTOMERS, orders: Any = ORDERS) -> None:
-    web.files["/customers/customers.json"] = customers if isinstance(customers, (bytes, int)) else \
-        json.dumps(customers, indent=1).encode()
-    web.files["/orders/orders.json"] = orders if isinstance(orders, (bytes, int)) else \
-        json.dumps(orders, indent=1).encode()
+def serve(web: WebServer, customers: Any = CUSTOMERS, orders: Any = ORDERS) -> None:
+    """Serve the two files (a list: as JSON; bytes as they are; an int: answer that status)."""
+    for path, answer in (("/customers/customers.json", customers), ("/orders/orders.json", orders)):
+        web.route(path, answer if isinstance(answer, (bytes, int)) else json.dumps(answer, indent=1).encode())
 
 
 def summary(entities: list[dict[str, Any]]) -> dict[str, Any]:
     return {e["_id"]: (e["name"], e["order_count"], Decimal(e["total"].removeprefix("~f"))) for e in entities}
 
 
-async def test_the_guide_pulls_and_tracks_a_new_order(node_api: tuple[Any, Api], web: Any) -> None:
+async def test_the_guide_pulls_and_tracks_a_new_order(node_api: tuple[Any, Api], web: WebServer) -> None:
     _node, api = node_api
     serve(web)
     for pipe_id in ("customers", "orders", "customers-with-orders"):
@@ -163,7 +132,7 @@ async def test_the_guide_pulls_and_tracks_a_new_order(node_api: tuple[Any, Api],
     assert orders["1000"]["discount"] == "~f4.2"  # JSON decimals as transit decimals, with the digits sent
     assert summary(await api.entities("customers-with-orders")) == {
         "1": ("John Smith", 2, Decimal("123.90")), "2": ("Maria Hawkins", 1, Decimal("39.95"))}
-    assert "/customers/customers.json" in web.seen and "/orders/orders.json" in web.seen
+    assert ("/customers/customers.json", {}) in requested(web) and ("/orders/orders.json", {}) in requested(web)
 
     serve(web, orders=[*ORDERS, NEW_ORDER])
     await api.run("orders")
@@ -175,7 +144,7 @@ async def test_the_guide_pulls_and_tracks_a_new_order(node_api: tuple[Any, Api],
 
 @pytest.mark.parametrize("answer", [500, 404, b'[{"_id": "1", "first_name": "Jo"}, {"_id": ', b'{"not": "a list"'],
                          ids=["500", "404", "cut-off", "malformed"])
-async def test_a_failing_source_fails_the_run_and_keeps_the_data(node_api: tuple[Any, Api], web: Any,
+async def test_a_failing_source_fails_the_run_and_keeps_the_data(node_api: tuple[Any, Api], web: WebServer,
                                                                  answer: Any) -> None:
     _node, api = node_api
     serve(web)
@@ -204,10 +173,17 @@ async def test_a_refused_connection_fails_the_run(tmp_path: Any) -> None:
     assert "the connection failed" in runtime["last-original-error-message"]
 
 
-async def test_read_retries_ride_out_a_passing_failure(tmp_path: Any, web: Any) -> None:
-    config = guide_config(web.server_address[1])[:2]
-    config[1]["pump"] = {"max_read_retries": 2, "read_retry_delay": 0, "mode": "manual"}  # only this test's run
-    web.files["/customers/customers.json"] = [503, json.dumps(CUSTOMERS).encode()]  # one 503, then the data
+@pytest.mark.parametrize(("system", "pump", "failures"), [
+    ({}, {"max_read_retries": 2, "read_retry_delay": 0, "mode": "manual"}, 1),  # the pump's read retries
+    ({"retry_strategy": {"503": {"max_read_retries": 2, "read_retry_delay": 0}}},
+     {"mode": "manual"}, 2),  # no retry settings on the pump: the system's strategy gives them
+], ids=["pump-read-retries", "system-retry-strategy"])
+async def test_read_retries_ride_out_a_passing_failure(tmp_path: Any, web: WebServer, system: dict[str, Any],
+                                                       pump: dict[str, Any], failures: int) -> None:
+    config = guide_config(web.port)[:2]
+    config[0].update(system)
+    config[1]["pump"] = pump  # manual: only this test's run
+    web.route("/customers/customers.json", *[503] * failures, json.dumps(CUSTOMERS).encode())  # then the data
     async with open_node(tmp_path / "node") as node:
         assert await node.apply_config(config) == []
         actor = node.systems.actor("customer-system")
@@ -217,27 +193,11 @@ async def test_read_retries_ride_out_a_passing_failure(tmp_path: Any, web: Any) 
         runtime = await api.run("customers")
         assert runtime["success"] is True, runtime
         assert [c["_id"] for c in await api.entities("customers")] == ["1", "2", "3"]
-    assert web.seen == ["/customers/customers.json"] * 2
+    assert requested(web) == [("/customers/customers.json", {})] * (failures + 1)
 
 
-async def test_the_systems_retry_strategy_rides_out_a_passing_failure(tmp_path: Any, web: Any) -> None:
-    config = guide_config(web.server_address[1])[:2]
-    config[0]["retry_strategy"] = {"503": {"max_read_retries": 2, "read_retry_delay": 0}}
-    config[1]["pump"] = {"mode": "manual"}  # no retry settings on the pump: the system's strategy gives them
-    web.files["/customers/customers.json"] = [503, 503, json.dumps(CUSTOMERS).encode()]
-    async with open_node(tmp_path / "node") as node:
-        assert await node.apply_config(config) == []
-        actor = node.systems.actor("customer-system")
-        assert actor is not None
-        await actor.wait_open()
-        api = Api(TokenClient(create_app(node)))
-        runtime = await api.run("customers")
-        assert runtime["success"] is True, runtime
-        assert [c["_id"] for c in await api.entities("customers")] == ["1", "2", "3"]
-    assert web.seen == ["/customers/customers.json"] * 3
-
-
-async def test_the_scheduled_pumps_fill_the_guide_without_a_manual_run(node_api: tuple[Any, Api], web: Any) -> None:
+async def test_the_scheduled_pumps_fill_the_guide_without_a_manual_run(node_api: tuple[Any, Api],
+                                                                        web: WebServer) -> None:
     _node, api = node_api
     serve(web)
     with trio.fail_after(20):
@@ -257,11 +217,11 @@ def wait_for(client: httpx.Client, dataset: str, check: Any, timeout: float = 30
         time.sleep(0.1)
 
 
-def test_the_guide_pulls_by_itself_and_follows_a_new_order(tmp_path: Path, web: Any) -> None:
+def test_the_guide_pulls_by_itself_and_follows_a_new_order(tmp_path: Path, web: WebServer) -> None:
     serve(web)
     with serve_process(tmp_path / "data") as daemon, \
             httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30) as client:
-        response = client.put("/config", content=json.dumps(guide_config(web.server_address[1])),
+        response = client.put("/config", content=json.dumps(guide_config(web.port)),
                               headers={"Content-Type": "application/json"})
         assert response.status_code == 200, response.text
         first = wait_for(client, "customers-with-orders", lambda found: len(found) == 2)
