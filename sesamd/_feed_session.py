@@ -148,10 +148,22 @@ class _Session:
         self.pending: _Request | None = None  # a resubscription for the sender to make
         self.request: _Request | None = None
         self.position = 0  # where the subscription started (its since, else the feed's last seq then)
+        self.last_send = trio.current_time()  # when the last frame went (the pinger's clock)
 
     async def send(self, text: str) -> None:
-        async with self.send_lock:
-            await self.ws.send(text)
+        """Send one frame; frames never interleave. The lock is taken without a checkpoint of its own when
+        it is free (the common case: only the sender sends), which keeps a frame to one task switch."""
+        lock = self.send_lock
+        if lock.locked():
+            async with lock:
+                await self.ws.send(text)
+        else:
+            lock.acquire_nowait()
+            try:
+                await self.ws.send(text)
+            finally:
+                lock.release()
+        self.last_send = trio.current_time()
 
     async def subscribe(self, request: _Request) -> None:
         """Subscribe (closing an earlier subscription) and acknowledge; called by the sender only."""
@@ -177,19 +189,30 @@ class _Session:
             assert subscription is not None
             try:
                 try:
-                    entry = subscription.receive_nowait()  # queued: no timer, no parking (the common case)
+                    entry = subscription.receive_nowait()  # queued: no parking (the common case)
                 except trio.WouldBlock:
-                    with trio.move_on_after(self.ping_interval) as idle:
-                        entry = await subscription.receive()
-                    if idle.cancelled_caught:
-                        await self.send(_json({"type": "ping", "seq": self.feed.last_seq}))
-                        continue
+                    entry = await subscription.receive()
             except trio.EndOfChannel:
                 if self.pending is not None:  # closed for a resubscription
                     continue
                 await self.ws.close(CLOSE_GOING_AWAY, "the node is shutting down")
                 return
             await self.send(entry.text)
+
+    async def pinger(self) -> None:
+        """Ping once the session has sent nothing for ``ping_interval`` seconds and has nothing to send
+        (so everything up to the ping's seq that the filter takes has been sent). A timer of its own rather
+        than a timeout on every wait of the sender: that would cost a cancel scope per frame."""
+        while True:
+            await trio.sleep_until(self.last_send + self.ping_interval)
+            if trio.current_time() < self.last_send + self.ping_interval:
+                continue  # a frame went meanwhile
+            subscription = self.subscription
+            if self.pending is None and not self.send_lock.locked() and (
+                    subscription is None or not subscription.pending()):
+                await self.send(_json({"type": "ping", "seq": self.feed.last_seq}))
+            else:  # a frame is on its way to a slow client: not idle, look again later
+                await trio.sleep(self.ping_interval)
 
     async def receiver(self) -> None:
         while True:
@@ -276,6 +299,8 @@ async def run_feed_session(ws: FeedSocket, feed: EventFeed, authenticate: Authen
 
                 nursery.start_soon(sender)
                 nursery.start_soon(receiver)
+                if session.ping_interval != math.inf:
+                    nursery.start_soon(session.pinger)
         except BaseExceptionGroup as group:
             ending = _ending(group)
             if ending is None:

@@ -7,6 +7,8 @@ the connection task and takes the whole server (every other connection, then the
 by ``tests/e2e/test_events_feed.py`` failing about one run in thirty (traceback ending in
 ``tcp_server.protocol_send``). The guard treats a busy stream as what it is, a connection already closing:
 the protocol is told ``Closed``, as Hypercorn does for a broken stream.
+
+:func:`install` also puts the direct path for small writes of :mod:`sesamd._hypercorn_send` in front.
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ def guarded(send: Callable[[Any, Any], Awaitable[None]]) -> Callable[[Any, Any],
 
 
 def install() -> None:
-    """Guard Hypercorn's Trio ``TCPServer.protocol_send`` (once per process)."""
+    """Guard Hypercorn's Trio ``TCPServer.protocol_send``, with the direct path for small writes in front
+    (:mod:`sesamd._hypercorn_send`), once per process."""
     global _installed
     if _installed:
         return
     from hypercorn.trio.tcp_server import TCPServer
 
-    TCPServer.protocol_send = guarded(TCPServer.protocol_send)  # type: ignore[method-assign]
+    from ._hypercorn_send import direct_first
+
+    TCPServer.protocol_send = direct_first(guarded(TCPServer.protocol_send))  # type: ignore[method-assign]
     _installed = True
