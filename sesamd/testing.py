@@ -205,18 +205,20 @@ class OpenAuthenticator(Authenticator):
 
 def load_bench_script(name: str) -> Any:
     """``scripts/bench/<name>.py`` of this checkout as a module (``sesamd_bench_<name>``, loaded once), for the
-    benchmarks' tests. The script puts the project root and ``scripts/bench`` on ``sys.path``; the path is put
-    back afterwards, since ``scripts/bench`` holds ``dtl.py`` and ``storage.py``, which would shadow the
-    packages."""
+    benchmarks' tests. While it loads, ``scripts/bench`` is on ``sys.path`` (for ``import _common``), after the
+    project root, since it holds ``dtl.py`` and ``storage.py``, which would shadow the packages; the path is
+    put back afterwards."""
     module_name = f"sesamd_bench_{name}"
     module = sys.modules.get(module_name)
     if module is None:
-        script = Path(__file__).resolve().parents[1] / "scripts" / "bench" / f"{name}.py"
+        root = Path(__file__).resolve().parents[1]
+        script = root / "scripts" / "bench" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(module_name, script)
         assert spec is not None and spec.loader is not None, script
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         saved = list(sys.path)
+        sys.path[0:0] = [str(root), str(script.parent)]
         try:
             spec.loader.exec_module(module)
         finally:

@@ -4,6 +4,12 @@ Method (see the stack check's baseline benchmark): run every measurement a few r
 report the median with min and max; the 2-core VM is noisy, so compare ratios measured in the same run
 more than absolute rates. Measurements that report memory run in a child process of their own
 (:func:`run_child`), so the peak RSS is that phase's and not the parent's.
+
+Importing this module puts the project root first on ``sys.path`` and takes ``scripts/bench`` off it
+(:func:`project_first`): run as a script, a benchmark has its own directory first on ``sys.path``, where
+``dtl.py`` and ``storage.py`` would shadow the packages. So a benchmark imports ``_common`` (found in that
+directory) before the project's packages, which isort does anyway: ``_common`` sorts as a third-party module,
+ahead of the first-party block.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ import orjson
 
 __all__ = [
     "BATCH",
+    "HERE",
+    "ROOT",
     "Stats",
     "entities",
     "entity",
     "environment",
     "format_table",
     "peak_rss",
+    "project_first",
     "read_bodies",
     "rss",
     "run_child",
@@ -41,6 +50,20 @@ __all__ = [
     "write_bodies",
     "write_json",
 ]
+
+HERE = Path(__file__).resolve().parent
+"""``scripts/bench``."""
+
+ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or HERE.parents[1]).resolve()
+"""The tree whose packages are measured: this checkout, or ``SESAMD_BENCH_ROOT`` (a prototype copy)."""
+
+
+def project_first() -> None:
+    """Put :data:`ROOT` first on ``sys.path`` and take :data:`HERE` off it (done when this module is imported)."""
+    sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (HERE, ROOT)]
+
+
+project_first()
 
 BATCH = 1000
 """Entities per batch: per POST body, per ``Dataset.write`` call, per WriteBatch."""

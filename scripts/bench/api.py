@@ -68,7 +68,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import signal
 import statistics
 import subprocess
@@ -81,22 +80,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or _HERE.parents[1]).resolve()
-# Run as a script, this directory comes first on sys.path and its dtl.py / storage.py would shadow the
-# packages; put the project root first and keep this directory (after it) for ``_common``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path[0:0] = [str(_ROOT), str(_HERE)]
+import _common  # before the project's packages: it puts the project root first on sys.path
+import httpx
+import orjson
+import psutil
+import trio
+import xxhash
 
-import _common  # noqa: E402  (scripts/bench/_common.py)
-import httpx  # noqa: E402
-import orjson  # noqa: E402
-import psutil  # noqa: E402
-import trio  # noqa: E402
-import xxhash  # noqa: E402
-
-import storage  # noqa: E402
-from sesamd._process import freeze_startup, tune_process  # noqa: E402
+import storage
+from sesamd._process import freeze_startup, tune_process
 
 QUICK_N = 100_000
 FULL_N = 1_000_000

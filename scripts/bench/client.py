@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -54,15 +53,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or _HERE.parents[1]).resolve()
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path[0:0] = [str(_ROOT), str(_HERE)]
+import _common  # before the project's packages: it puts the project root first on sys.path
+import httpx
 
-import _common  # noqa: E402  (scripts/bench/_common.py)
-import httpx  # noqa: E402
-
-from sesamd.testing import Daemon, serve_process  # noqa: E402
+from sesamd.testing import Daemon, serve_process
 
 QUICK_PIPES = 60
 FULL_PIPES = 300

@@ -81,7 +81,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import os
 import sys
 import threading
 import time
@@ -90,24 +89,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or _HERE.parents[1]).resolve()
-# Run as a script, this directory comes first on sys.path and its dtl.py / storage.py would shadow the
-# packages; put the project root first and keep this directory (after it) for ``_common``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path[0:0] = [str(_ROOT), str(_HERE)]
+import _common  # before the project's packages: it puts the project root first on sys.path
+import httpx
+import orjson
+import trio
 
-import _common  # noqa: E402  (scripts/bench/_common.py)
-import httpx  # noqa: E402
-import orjson  # noqa: E402
-import trio  # noqa: E402
-
-import actors  # noqa: E402
-import storage  # noqa: E402
-from actors.components import build_system  # noqa: E402
-from sesamd._entities_upload import validated_list  # noqa: E402
-from sesamd._process import freeze_startup, tune_process  # noqa: E402
-from sesamd.testing import Daemon, serve_process  # noqa: E402
+import actors
+import storage
+from actors.components import build_system
+from sesamd._entities_upload import validated_list
+from sesamd._process import freeze_startup, tune_process
+from sesamd.testing import Daemon, serve_process
 
 QUICK_N = 10_000
 FULL_N = 100_000

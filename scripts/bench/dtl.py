@@ -40,7 +40,6 @@ import datetime as _dt
 import gc
 import io
 import json
-import os
 import pstats
 import random
 import shutil
@@ -52,19 +51,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or _HERE.parents[1]).resolve()
-# Run as a script, this directory comes first on sys.path and this file would shadow the ``dtl``
-# package; put the project root first and keep this directory (after it) for ``_common``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path[0:0] = [str(_ROOT), str(_HERE)]
+import _common  # before the project's packages: it puts the project root first on sys.path
+import orjson
 
-import _common  # noqa: E402  (scripts/bench/_common.py)
-import orjson  # noqa: E402
-
-import dtl  # noqa: E402
-from dtl.testing import InMemoryLookup  # noqa: E402
-from storage import Datetime, encode  # noqa: E402
+import dtl
+from dtl.testing import InMemoryLookup
+from storage import Datetime, encode
 
 QUICK_N = 20_000
 FULL_N = 200_000

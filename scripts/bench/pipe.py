@@ -61,29 +61,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or _HERE.parents[1]).resolve()
-# Run as a script, this directory comes first on sys.path and its dtl.py / storage.py would shadow the
-# packages; put the project root first and keep this directory (after it) for ``_common``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path[0:0] = [str(_ROOT), str(_HERE)]
+import _common  # before the project's packages: it puts the project root first on sys.path
+import orjson
+import trio
+import trio.testing
 
-import _common  # noqa: E402  (scripts/bench/_common.py)
-import orjson  # noqa: E402
-import trio  # noqa: E402
-import trio.testing  # noqa: E402
-
-import dtl  # noqa: E402
-import storage  # noqa: E402
-from sesamd._process import freeze_startup, tune_process  # noqa: E402
+import dtl
+import storage
+from sesamd._process import freeze_startup, tune_process
 
 QUICK_N = 100_000
 FULL_N = 1_000_000

@@ -23,22 +23,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parents[1]
-# Run as a script, this directory comes first on sys.path and its storage.py would shadow the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path[0:0] = [str(_ROOT), str(_HERE)]
+import trio
+from _common import format_table, scratch_dir  # before the project's packages: it puts the root first on sys.path
 
-import trio  # noqa: E402
-from _common import format_table, scratch_dir  # noqa: E402
-
-import storage  # noqa: E402
-from actors import Datasets, EventBus, PipeActor, Supervisor, start_pipe  # noqa: E402
-from actors.testing import FakeRunner, run_in_thread  # noqa: E402
+import storage
+from actors import Datasets, EventBus, PipeActor, Supervisor, start_pipe
+from actors.testing import FakeRunner, run_in_thread
 
 
 async def measure(root: Path, n: int, rounds: int) -> dict[str, list[float]]:

@@ -51,27 +51,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or _HERE.parents[1]).resolve()
-# Run as a script, this directory comes first on sys.path and its dtl.py / storage.py would shadow the
-# packages; put the project root first and keep this directory (after it) for ``_common``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path[0:0] = [str(_ROOT), str(_HERE)]
+import _common  # before the project's packages: it puts the project root first on sys.path
+import psycopg
 
-import _common  # noqa: E402  (scripts/bench/_common.py)
-import psycopg  # noqa: E402
-
-import actors  # noqa: E402
-import storage  # noqa: E402
-from actors.testing import ScratchDatabase, scratch_database  # noqa: E402
-from sesamd._process import tune_process  # noqa: E402
+import actors
+import storage
+from actors.testing import ScratchDatabase, scratch_database
+from sesamd._process import tune_process
 
 QUICK_N = 10_000
 FULL_N = 100_000

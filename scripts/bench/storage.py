@@ -64,20 +64,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-# SESAMD_BENCH_ROOT: measure the ``storage`` package of another tree (a prototype copy) instead.
-_ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or _HERE.parents[1]).resolve()
-# Run as a script, this directory comes first on sys.path and this file would shadow the ``storage``
-# package; put the project root first and keep this directory for ``_common``.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path[0:0] = [str(_ROOT), str(_HERE)]
+import _common  # before the project's packages: it puts the project root first on sys.path
+import orjson
+import plyvel
+import xxhash
 
-import _common  # noqa: E402  (scripts/bench/_common.py)
-import orjson  # noqa: E402
-import plyvel  # noqa: E402
-import xxhash  # noqa: E402
-
-import storage  # noqa: E402
+import storage
 
 # a bulk load: every dataset here is opened with the bulk profile, as ``sesamd dataset import`` does
 OPTIONS = storage.LevelDBOptions.BULK
@@ -326,7 +318,7 @@ def _whole_process(argv: list[str]) -> tuple[float, int, str]:
     """Run ``argv`` to its end: (seconds, its peak RSS, its stdout+stderr)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_common.ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     seconds = time.perf_counter() - start
     if done.returncode != 0:

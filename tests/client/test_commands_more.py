@@ -17,10 +17,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from actors.testing import WebServer
 from sesamd.client import Connection, _output, _portal
 from sesamd.client._cli import main
 from sesamd.client._commands import _testdata
@@ -197,21 +197,21 @@ class Proxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.web = WebServer(handler=Handler)
+
+    @property
+    def url(self) -> str:
+        return self.web.url()
 
     def calls(self, method: str, path: str) -> list[dict[str, list[str]]]:
         return [query for m, p, query in self.requests if (m, p) == (method, path)]
 
     def __enter__(self) -> Proxy:
-        self.thread.start()
+        self.web.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.web.close()
         self.http.close()
 
 
@@ -242,14 +242,8 @@ def failing_node() -> Iterator[str]:
 
         do_POST = do_PUT = do_GET
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with WebServer(handler=Handler) as web:
+        yield web.url()
 
 
 # -- init (client-spec 6.4) ------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import trio
 
+from actors.testing import WebServer
 from sesamd._node import Node, open_node
 from sesamd.api import create_app
 from sesamd.testing import TokenClient, serve_process
@@ -32,25 +34,23 @@ def _big_piece(number: int) -> bytes:
 BIG_SHA = hashlib.sha256(b"".join(_big_piece(i) for i in range(BIG // PIECE))).hexdigest()
 
 
-class Service(ThreadingHTTPServer):
-    """The microservice: ``/big`` is a large answer written piece by piece, ``/gated`` sends a first piece and
-    the rest once ``gate`` is set, ``/slow`` waits before answering; anything else echoes the request."""
+@dataclass(frozen=True)
+class Service:
+    """The microservice (:class:`Handler` served by a :class:`~actors.testing.WebServer`): its address and the
+    events that hold its answers back."""
 
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.gate = threading.Event()
-        self.release = threading.Event()  # ends /slow's wait
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+    url: str
+    gate: threading.Event  # /gated sends the rest once it is set
+    release: threading.Event  # ends /slow's wait
 
 
 class Handler(BaseHTTPRequestHandler):
+    """``/big`` is a large answer written piece by piece, ``/gated`` sends a first piece and the rest once
+    ``gate`` is set, ``/slow`` waits for ``release`` before answering; anything else echoes the request."""
+
     protocol_version = "HTTP/1.1"
-    server: Service
+    gate: threading.Event  # set by the service fixture
+    release: threading.Event
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -62,7 +62,7 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path.startswith("/svc/gated"):
             self._answer(200, 2 * PIECE, "application/octet-stream", self._gated())
         elif self.path.startswith("/svc/slow"):
-            self.server.release.wait(30)
+            self.release.wait(30)
             self._answer(200, 2, "application/json", iter([b"{}"]))
         else:
             echoed = json.dumps({"method": self.command, "path": self.path, "headers": self.headers.items(),
@@ -74,7 +74,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _gated(self) -> Iterator[bytes]:
         yield b"a" * PIECE
-        self.server.gate.wait(30)
+        self.gate.wait(30)
         yield b"b" * PIECE
 
     def _answer(self, status: int, length: int, content_type: str, pieces: Iterator[bytes],
@@ -95,16 +95,13 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def service() -> Iterator[Service]:
-    server = Service()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.gate.set()
-        server.shutdown()
-        server.server_close()
+    gate, release = threading.Event(), threading.Event()
+    with WebServer(handler=type("Handler", (Handler,), {"gate": gate, "release": release})) as web:
+        try:
+            yield Service(web.url(), gate, release)
+        finally:
+            release.set()
+            gate.set()
 
 
 def closed_port() -> int:
