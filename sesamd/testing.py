@@ -23,7 +23,7 @@ from ._auth import Authenticator
 from .api._context import ApiContext
 
 __all__ = ["Daemon", "OpenAuthenticator", "TokenClient", "load_bench_script", "logging_restored",
-           "quick_progress_engine", "serve_process",
+           "quick_progress_engine", "run_pipe_over_http", "serve_process", "serve_with_config",
            "started_process", "token_for"]
 
 
@@ -180,6 +180,36 @@ def serve_process(data_dir: str | Path, *args: str) -> Iterator[Daemon]:
     argv = [sys.executable, "-m", "sesamd._cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args]
     with started_process(argv, log, "sesamd: serving ") as (process, line):
         yield Daemon(process, line.split()[2], data_dir, log)
+
+
+@contextmanager
+def serve_with_config(data_dir: str | Path, config: list[Any], *args: str) -> Iterator[Daemon]:
+    """:func:`serve_process` with ``config`` uploaded (``PUT /api/config``) before the block; the daemon must
+    exit 0 after it."""
+    import httpx
+
+    with serve_process(data_dir, *args) as server:
+        response = httpx.put(server.url + "/config", json=config, headers=server.headers)
+        assert response.status_code == 200, response.text
+        yield server
+        assert server.terminate() == 0
+
+
+def run_pipe_over_http(client: Any, pipe_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Start a run of ``pipe_id`` through the API (``client``: an ``httpx.Client`` on the daemon's ``/api``)
+    and wait until it has ended; its pump runtime after it."""
+    import time
+
+    before = client.get(f"/pipes/{pipe_id}/pump").json()["runtime"].get("last-run")
+    response = client.post(f"/pipes/{pipe_id}/pump", data={"operation": "start"})
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + timeout
+    while True:
+        runtime: dict[str, Any] = client.get(f"/pipes/{pipe_id}/pump").json()["runtime"]
+        if not runtime["is-running"] and runtime.get("last-run") != before:
+            return runtime
+        assert time.monotonic() < deadline, f"pipe {pipe_id} is still running: {runtime}"
+        time.sleep(0.05)
 
 
 class OpenAuthenticator(Authenticator):

@@ -13,7 +13,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from sesamd._auth import Authenticator
-from sesamd.testing import Daemon, serve_process
+from sesamd.testing import Daemon, serve_with_config
 
 CONFIG = [
     {"_id": "people", "type": "pipe", "pump": {"mode": "manual"},
@@ -25,11 +25,8 @@ CONFIG = [
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with serve_process(tmp_path / "data") as server:
-        response = httpx.put(server.url + "/config", json=CONFIG, headers=server.headers)
-        assert response.status_code == 200, response.text
+    with serve_with_config(tmp_path / "data", CONFIG) as server:
         yield server
-        assert server.terminate() == 0
 
 
 def bearer(token: str) -> list[tuple[bytes, bytes]]:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sesamd.testing import Daemon, serve_process
+from sesamd.testing import Daemon, run_pipe_over_http, serve_process
 
 SMALL_BUFFER = ("--dataset-write-buffer-mb", "1")  # so that the entities reach table files
 COPY = {"_id": "copy", "type": "pipe", "pump": {"mode": "manual"}, "source": {"type": "dataset", "dataset": "bad"}}
@@ -81,16 +80,6 @@ def check(data_dir: Path, name: str) -> subprocess.CompletedProcess[str]:
                            str(data_dir)], capture_output=True, text=True)
 
 
-def run(client: httpx.Client, pipe: str) -> dict[str, Any]:
-    assert client.post(f"/pipes/{pipe}/pump", data={"operation": "start"}).status_code == 200
-    for _ in range(2000):
-        runtime: dict[str, Any] = client.get(f"/pipes/{pipe}/pump").json()["runtime"]
-        if not runtime["is-running"] and runtime["last-run"] is not None:
-            return runtime
-        time.sleep(0.01)
-    raise AssertionError(f"{pipe} still running")
-
-
 def test_a_damaged_table_breaks_the_stream_detectably_and_the_dataset_is_refused(seeded: Path,
                                                                                 client_of: Any) -> None:
     damage_table(seeded / "datasets" / "bad")
@@ -110,7 +99,7 @@ def test_a_damaged_table_breaks_the_stream_detectably_and_the_dataset_is_refused
             assert "sesamd dataset check bad" in response.json()["detail"]
         response = client.post("/datasets/bad/entities", json=[{"_id": "new"}])
         assert response.status_code == 503 and "dataset 'bad' is damaged" in response.json()["detail"]
-        runtime = run(client, "copy")
+        runtime = run_pipe_over_http(client, "copy")
         assert runtime["success"] is False and "dataset 'bad' is damaged" in runtime["last-original-error-message"]
         assert len(client.get("/datasets/good/entities").json()) == 10000
         assert daemon.terminate() == 0
@@ -132,7 +121,7 @@ def test_a_truncated_manifest_names_the_dataset_and_the_rest_is_served(seeded: P
         assert listed["good"]["count-index-exists"] == 10000
         response = client.get("/datasets/bad/entities")
         assert response.status_code == 503 and response.json()["dataset"] == "bad"
-        runtime = run(client, "copy")
+        runtime = run_pipe_over_http(client, "copy")
         assert runtime["success"] is False and "dataset 'bad' is damaged" in runtime["last-original-error-message"]
         # the damaged dataset is not held by the node: it can be checked while the node runs
         done = check(seeded, "bad")

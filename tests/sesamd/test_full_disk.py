@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import storage
 from actors import DatasetWrite, DatasetWriters
 from actors._datasets import Datasets
 from actors._runtime import Supervisor
-from sesamd.testing import Daemon, serve_process
+from sesamd.testing import Daemon, run_pipe_over_http, serve_process
 
 ENTITIES = [{"_id": str(i), "payload": "x" * 200 + str(i)} for i in range(3000)]
 PIPE = {"_id": "big", "type": "pipe", "pump": {"mode": "manual"},
@@ -59,17 +58,6 @@ def fill(mount: Path, leave: int) -> Path:
     return filler
 
 
-def run(client: httpx.Client, pipe: str) -> dict[str, Any]:
-    response = client.post(f"/pipes/{pipe}/pump", data={"operation": "start"})
-    assert response.status_code == 200, response.text
-    for _ in range(2000):
-        runtime: dict[str, Any] = client.get(f"/pipes/{pipe}/pump").json()["runtime"]
-        if not runtime["is-running"] and runtime["last-run"] is not None:
-            return runtime
-        time.sleep(0.01)
-    raise AssertionError(f"pipe {pipe} is still running: {runtime}")
-
-
 async def failed_events(daemon: Daemon) -> list[dict[str, Any]]:
     """The pump-failed events the feed kept (``since=0``)."""
     headers = [(b"Authorization", f"Bearer {daemon.token}".encode())]
@@ -88,10 +76,10 @@ def test_a_full_disk_fails_the_run_and_a_later_run_completes(tmpfs: Path) -> Non
     with serve_process(tmpfs / "data") as daemon:
         client = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30)
         assert client.put("/config", json=[PIPE, SMALL]).status_code == 200
-        assert run(client, "small")["success"] is True
+        assert run_pipe_over_http(client, "small")["success"] is True
         filler = fill(tmpfs, 200_000)
 
-        runtime = run(client, "big")
+        runtime = run_pipe_over_http(client, "big")
         assert runtime["success"] is False
         assert "No space left on device" in runtime["last-original-error-message"]
         assert "dataset 'big'" in runtime["last-original-error-message"]
@@ -105,10 +93,10 @@ def test_a_full_disk_fails_the_run_and_a_later_run_completes(tmpfs: Path) -> Non
         if big.status_code == 200:  # what committed before the disk filled: whole batches only
             assert len(big.json()) % 1000 == 0 or len(big.json()) < len(ENTITIES)
         # a run while the disk is still full fails again, at once
-        assert run(client, "big")["success"] is False
+        assert run_pipe_over_http(client, "big")["success"] is False
 
         filler.unlink()
-        runtime = run(client, "big")
+        runtime = run_pipe_over_http(client, "big")
         assert runtime["success"] is True, runtime
         entities = client.get("/datasets/big/entities?history=false").json()
         assert sorted(e["_id"] for e in entities) == sorted(e["_id"] for e in ENTITIES)

@@ -4,14 +4,13 @@ the service, checked in the dataset and request by request on the server."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from actors.testing import Answer, WebRequest, WebServer
-from sesamd.testing import serve_process
+from sesamd.testing import run_pipe_over_http, serve_process
 
 PEOPLE = [{"id": f"p{i}", "name": f"Person {i}", "age": 20 + i} for i in range(1, 6)]
 
@@ -43,20 +42,6 @@ def config(web: WebServer) -> list[dict[str, Any]]:
     ]
 
 
-def run(client: httpx.Client, pipe_id: str, timeout: float = 30) -> dict[str, Any]:
-    """Start a run of the pipe and wait until it has ended; its pump runtime."""
-    before = client.get(f"/pipes/{pipe_id}/pump").json()["runtime"].get("last-run")
-    response = client.post(f"/pipes/{pipe_id}/pump", data={"operation": "start"})
-    assert response.status_code == 200, response.text
-    deadline = time.monotonic() + timeout
-    while True:
-        runtime: dict[str, Any] = client.get(f"/pipes/{pipe_id}/pump").json()["runtime"]
-        if not runtime["is-running"] and runtime.get("last-run") != before:
-            return runtime
-        assert time.monotonic() < deadline, runtime
-        time.sleep(0.05)
-
-
 def test_a_paginated_rest_source_and_a_rest_sink_through_the_daemon(tmp_path: Path) -> None:
     with WebServer() as web:
         web.route("/api/people", listing)
@@ -67,7 +52,7 @@ def test_a_paginated_rest_source_and_a_rest_sink_through_the_daemon(tmp_path: Pa
             response = httpx.put(daemon.url + "/config", json=config(web), headers=daemon.headers, timeout=30)
             assert response.status_code == 200, response.text
 
-            runtime = run(client, "people")
+            runtime = run_pipe_over_http(client, "people")
             assert runtime["success"] is True, runtime
             entities = client.get("/datasets/people/entities", params={"deleted": "false"}).json()
             assert [(e["_id"], e["name"], e["age"]) for e in entities] == [
@@ -76,7 +61,7 @@ def test_a_paginated_rest_source_and_a_rest_sink_through_the_daemon(tmp_path: Pa
             assert [r.query.get("page") for r in pages] == [None, "2", "3"]
             assert all(r.headers["x-key"] == "k" for r in pages)
 
-            runtime = run(client, "people-out")
+            runtime = run_pipe_over_http(client, "people-out")
             assert runtime["success"] is True, runtime
             for person in PEOPLE:
                 [put] = web.of(f"/api/people/{person['id']}")

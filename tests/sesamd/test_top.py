@@ -20,7 +20,7 @@ import trio
 from rich.console import Console
 
 from sesamd._top import Row, TopModel, render, watch
-from sesamd.testing import Daemon, serve_process
+from sesamd.testing import Daemon, serve_with_config
 
 PIPES = [
     {"_id": "people", "runtime": {"is-running": False, "is-disabled": False, "is-valid-config": True,
@@ -89,11 +89,8 @@ CONFIG = [
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    with serve_process(tmp_path / "data") as server:
-        response = httpx.put(server.url + "/config", json=CONFIG, headers=server.headers)
-        assert response.status_code == 200, response.text
+    with serve_with_config(tmp_path / "data", CONFIG) as server:
         yield server
-        assert server.terminate() == 0
 
 
 def run(daemon: Daemon, pipe_id: str) -> None:
