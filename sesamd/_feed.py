@@ -14,7 +14,9 @@ Each subscription has a bounded queue: when it is full the oldest event is dropp
 yields ``{"type": "lagged", "missed": n, "seq": <seq of the last one missed>}`` instead, so a slow
 subscriber never slows (nor blocks) a publisher. Publishing costs one encoding plus, per subscriber, a
 filter test and a deque append. What a subscription hands out is a :class:`FeedEntry` carrying the encoded
-text, ready to send.
+text, ready to send. A subscription may also take an entry straight away as it is published
+(:attr:`FeedSubscription.direct`, while nothing is queued ahead of it): the websocket session writes an
+idle client's frame at once instead of waking its sender (see :mod:`sesamd._ws_direct`).
 
 Filters (:class:`FeedFilter`) select by pipe id (``fnmatch`` globs), event type and, for ``log`` events, the
 least level. How events without a ``pipe`` field meet a pipe filter:
@@ -356,7 +358,11 @@ def visible_to(permissions: Collection[str]) -> Callable[[Mapping[str, Any]], bo
 
 class FeedSubscription:
     """One subscriber's view of the feed (see the module docstring): async-iterate it (or :meth:`receive`)
-    for :class:`FeedEntry` values, and :meth:`close` it (or use ``with``)."""
+    for :class:`FeedEntry` values, and :meth:`close` it (or use ``with``).
+
+    ``direct``, when set, is offered each accepted entry that has nothing queued ahead of it, as it is
+    published: it returns True when it handed the entry out itself (the live feed's session writing the
+    frame at once), False to have it queued as usual."""
 
     def __init__(self, feed: EventFeed, filter: FeedFilter, may_see: Callable[[Mapping[str, Any]], bool],
                  maxsize: int) -> None:
@@ -374,6 +380,7 @@ class FeedSubscription:
         self._dropped_seq = 0
         self._lot = trio.lowlevel.ParkingLot()
         self._closed = False
+        self.direct: Callable[[FeedEntry], bool] | None = None
 
     def accepts(self, event: Mapping[str, Any]) -> bool:
         try:
@@ -385,6 +392,15 @@ class FeedSubscription:
         if not self.accepts(entry.key):
             return
         queue = self._queue
+        direct = self.direct
+        if direct is not None and not queue and not self._replay and not self.dropped:
+            try:
+                took = direct(entry)
+            except Exception:  # a broken direct path costs this subscriber the shortcut, not the publisher
+                took, self.direct = False, None
+            if took:
+                self.last_seq = entry.seq
+                return
         if len(queue) >= self.maxsize:
             self._dropped_seq = queue.popleft().seq
             self.dropped += 1
@@ -422,6 +438,18 @@ class FeedSubscription:
                 continue
             await trio.lowlevel.cancel_shielded_checkpoint()
             return entry
+
+    async def wait(self) -> None:
+        """Park until an entry is offered to the queue, :meth:`wake` is called or the subscription closes
+        (whichever comes first; it may also return with nothing to receive)."""
+        if self._queue or self._replay or self.dropped or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._lot.park()
+
+    def wake(self) -> None:
+        """Make a reader waiting in :meth:`receive` look again, or one in :meth:`wait` return."""
+        self._lot.unpark_all()
 
     def pending(self) -> int:
         return len(self._replay) + len(self._queue) + (1 if self.dropped else 0)

@@ -16,6 +16,9 @@ node's :class:`~sesamd._feed.EventFeed`:
    text frame carrying its ``seq``. A later ``subscribe`` message changes the filter (and, with a token,
    the permissions): it is acknowledged the same way and continues after the last event sent (or its own
    ``since``), under the new filter.
+   While the session waits with nothing to send, the feed may write an event's frame to the client itself
+   as it publishes it (``direct``, the server's :class:`DirectSend`): one write and no task switch, in
+   the same order; whatever it cannot write at once is queued for the sender as usual.
 4. While idle for ``ping_interval`` seconds the session sends ``{"type": "ping", "seq": <last seq>}``
    (everything up to that seq that the filter takes has been sent: a good ``since`` to resume from); a
    client's ``{"type": "ping"}`` gets ``{"type": "pong", "seq": ...}``.
@@ -44,6 +47,7 @@ from ._auth import AuthError
 from ._feed import (
     DEFAULT_MAXSIZE,
     EventFeed,
+    FeedEntry,
     FeedError,
     FeedFilter,
     FeedSubscription,
@@ -52,7 +56,7 @@ from ._feed import (
     visible_to,
 )
 
-__all__ = ["MAX_MESSAGE_BYTES", "FeedSocket", "SocketClosed", "run_feed_session"]
+__all__ = ["MAX_MESSAGE_BYTES", "DirectSend", "FeedSocket", "SocketClosed", "run_feed_session"]
 
 MAX_MESSAGE_BYTES = 64 * 1024  # a client message longer than this is refused (400)
 CLOSE_GOING_AWAY = 1001
@@ -67,6 +71,17 @@ class FeedSocket(Protocol):
     async def send(self, data: str | bytes) -> None: ...
     async def receive(self) -> str | bytes | None: ...
     async def close(self, code: int, reason: str = "") -> None: ...
+
+
+class DirectSend(Protocol):
+    """A way to write a whole text frame to the client at once, without waiting (the server's; see
+    :mod:`sesamd._ws_direct`): ``try_send`` is False when nothing was written; after True, ``has_rest``
+    says whether the frame's end still waits for ``flush``."""
+
+    def try_send(self, text: str) -> bool: ...
+    @property
+    def has_rest(self) -> bool: ...
+    async def flush(self) -> None: ...
 
 
 class SocketClosed(Exception):
@@ -137,8 +152,10 @@ def _request_of(message: Mapping[str, Any], base: FeedFilter, since: int | None)
 
 class _Session:
     def __init__(self, ws: FeedSocket, feed: EventFeed, authenticate: Authenticate, ping_interval: float,
-                 maxsize: int) -> None:
+                 maxsize: int, direct: DirectSend | None = None) -> None:
         self.ws = ws
+        self.direct = direct
+        self.idle = False  # the sender waits with nothing to send: the feed may write to the client itself
         self.feed = feed
         self.authenticate = authenticate
         self.ping_interval = ping_interval if ping_interval > 0 else math.inf
@@ -177,21 +194,42 @@ class _Session:
         self.position = since if since is not None else self.feed.last_seq
         self.subscription = self.feed.subscribe(request.filter, visible_to(request.permissions), since=since,
                                                 maxsize=self.maxsize)
+        if self.direct is not None:
+            self.subscription.direct = self.send_now
         await self.send(_json({"type": "subscribed", "seq": self.feed.last_seq, "epoch": self.feed.epoch,
                                "since": since, "filter": request.filter.describe()}))
 
+    def send_now(self, entry: FeedEntry) -> bool:
+        """The subscription's ``direct``: while the sender waits idle, write the entry's frame to the
+        client as the feed publishes it (no task switch); False leaves it to the queue and the sender."""
+        direct = self.direct
+        if not self.idle or self.pending is not None or self.send_lock.locked() or direct is None \
+                or not direct.try_send(entry.text):
+            return False
+        self.last_send = trio.current_time()
+        if direct.has_rest and self.subscription is not None:  # the socket took part of it: the sender ends it
+            self.subscription.wake()
+        return True
+
     async def sender(self) -> None:
+        direct = self.direct
         while True:
             if self.pending is not None:
                 request, self.pending = self.pending, None
                 await self.subscribe(request)
             subscription = self.subscription
             assert subscription is not None
+            if direct is not None and direct.has_rest:
+                await direct.flush()
             try:
+                entry = subscription.receive_nowait()
+            except trio.WouldBlock:
+                self.idle = True  # until woken: by a queued entry, a frame's rest, a close
                 try:
-                    entry = subscription.receive_nowait()  # queued: no parking (the common case)
-                except trio.WouldBlock:
-                    entry = await subscription.receive()
+                    await subscription.wait()
+                finally:
+                    self.idle = False
+                continue
             except trio.EndOfChannel:
                 if self.pending is not None:  # closed for a resubscription
                     continue
@@ -268,13 +306,17 @@ async def _first_subscribe(session: _Session, base: FeedFilter, since: int | Non
 
 async def run_feed_session(ws: FeedSocket, feed: EventFeed, authenticate: Authenticate, *,
                            query: Mapping[str, str], authorization: str | None, ping_interval: float = 20.0,
-                           subscribe_timeout: float = 10.0, maxsize: int = DEFAULT_MAXSIZE) -> None:
+                           subscribe_timeout: float = 10.0, maxsize: int = DEFAULT_MAXSIZE,
+                           direct: DirectSend | None = None) -> None:
     """Serve one websocket client of ``feed`` until it goes or is refused (see the module docstring).
+
+    ``direct``, the server's way to write a frame at once (see :class:`DirectSend`), lets the feed hand
+    events to the client as it publishes them while the session is idle, instead of waking its sender.
 
     Returns normally when the client goes, after a refusal (error frame + 4xxx close) or at shutdown;
     exceptions of ``ws`` other than a gone client, and of ``authenticate`` other than AuthError, propagate
     (the subscription is closed either way)."""
-    session = _Session(ws, feed, authenticate, ping_interval, maxsize)
+    session = _Session(ws, feed, authenticate, ping_interval, maxsize, direct)
     try:
         try:
             if "token" in query:

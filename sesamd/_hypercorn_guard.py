@@ -8,7 +8,8 @@ by ``tests/e2e/test_events_feed.py`` failing about one run in thirty (traceback 
 ``tcp_server.protocol_send``). The guard treats a busy stream as what it is, a connection already closing:
 the protocol is told ``Closed``, as Hypercorn does for a broken stream.
 
-:func:`install` also puts the direct path for small writes of :mod:`sesamd._hypercorn_send` in front.
+:func:`install` also puts the direct path for small writes of :mod:`sesamd._hypercorn_send` in front, and
+has websocket apps offered direct frame writes (:mod:`sesamd._ws_direct`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def install() -> None:
     from hypercorn.trio.tcp_server import TCPServer
 
     from ._hypercorn_send import direct_first
+    from ._ws_direct import install as offer_direct_frames
 
     TCPServer.protocol_send = direct_first(guarded(TCPServer.protocol_send))  # type: ignore[method-assign]
+    offer_direct_frames()
     _installed = True

@@ -17,6 +17,11 @@ closes the connection as Hypercorn does for a broken stream. Everything else tak
 A write that completes returns without a checkpoint; so that a task sending many small pieces in a row
 cannot hold the Trio loop, a checkpoint follows once :data:`CHECKPOINT_EVERY` seconds have passed since
 the last one this path made.
+
+:func:`write_now` is the same write for a caller that cannot wait (the live feed handing a frame to an idle
+subscriber, :mod:`sesamd._ws_direct`): it writes at once or not at all. What a socket takes only in part
+is kept as the connection's *rest*, which the next write of the connection (through ``protocol_send``)
+or :func:`flush` sends first, so nothing can come between a frame's start and its end.
 """
 
 from __future__ import annotations
@@ -24,15 +29,65 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import trio
 
-__all__ = ["CHECKPOINT_EVERY", "DIRECT_MAX", "direct_first"]
+__all__ = ["CHECKPOINT_EVERY", "DIRECT_MAX", "direct_first", "flush", "has_rest", "write_now"]
 
 DIRECT_MAX = 64 * 1024  # bytes: larger writes (response bodies) take Hypercorn's path
 CHECKPOINT_EVERY = 0.001  # seconds: the longest this path runs without letting other tasks in
 
 Send = Callable[[Any, Any], Awaitable[None]]
+
+_rests: WeakKeyDictionary[Any, bytes] = WeakKeyDictionary()  # TCPServer -> what its socket did not take yet
+
+
+def write_now(server: Any, data: bytes) -> bool:
+    """Write ``data`` to the connection of ``server`` (a Hypercorn Trio ``TCPServer``) without waiting.
+
+    True when the socket took it: whole, or its start, the rest kept for the connection's next write or
+    :func:`flush` to send first. False when nothing was written: a TLS stream, the connection's lock held
+    (another write under way), a rest still unsent, a full socket or a gone one (the caller's normal path
+    finds out which)."""
+    stream = server.stream
+    if type(stream) is not trio.SocketStream or server.send_lock.locked() or server in _rests:
+        return False
+    try:
+        written = os.write(stream.socket.fileno(), data)
+    except OSError:  # BlockingIOError included: nothing was written
+        return False
+    if written < len(data):
+        _rests[server] = bytes(memoryview(data)[written:])
+    return True
+
+
+def has_rest(server: Any) -> bool:
+    """Whether :func:`write_now` kept a rest of ``server``'s connection that is not sent yet."""
+    return server in _rests
+
+
+async def flush(server: Any) -> None:
+    """Send the rest :func:`write_now` kept (if any), under the connection's lock; a gone client closes
+    the connection as Hypercorn does."""
+    if server not in _rests:
+        return
+    async with server.send_lock:
+        await _send_rest(server)
+
+
+async def _send_rest(server: Any) -> None:
+    """Send the kept rest; the caller holds the connection's lock."""
+    from hypercorn.events import Closed
+
+    rest = _rests.pop(server, None)
+    if rest is None:
+        return
+    try:
+        with trio.CancelScope(shield=True):
+            await server.stream.send_all(rest)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+        await server.protocol.handle(Closed())
 
 
 def direct_first(send: Send) -> Send:
@@ -42,6 +97,8 @@ def direct_first(send: Send) -> Send:
     last_checkpoint = [0.0]
 
     async def protocol_send(self: Any, event: Any) -> None:
+        if _rests and self in _rests:  # the end of a frame write_now started goes first
+            await flush(self)
         stream, lock = self.stream, self.send_lock
         if type(event) is not RawData or type(stream) is not trio.SocketStream or lock.locked() \
                 or len(event.data) > DIRECT_MAX:

@@ -9,6 +9,7 @@ from quart import websocket
 
 from .._auth import Permission, Unauthenticated
 from .._feed_session import SocketClosed, run_feed_session
+from .._ws_direct import EXTENSION
 from ._context import api
 from ._routes import Param, Resource
 
@@ -61,4 +62,5 @@ def _permissions(credential: str | None) -> Collection[str]:
 async def events() -> None:
     await websocket.accept()
     await run_feed_session(_QuartSocket(), api().node.feed, _permissions, query=dict(websocket.args),
-                           authorization=websocket.headers.get("Authorization"), ping_interval=PING_INTERVAL)
+                           authorization=websocket.headers.get("Authorization"), ping_interval=PING_INTERVAL,
+                           direct=websocket.scope.get("extensions", {}).get(EXTENSION))

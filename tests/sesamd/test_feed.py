@@ -460,3 +460,73 @@ async def test_excluded_loggers_stay_out(logger: logging.Logger) -> None:
     logging.getLogger("tests.feed.access").warning("GET /api 200")
     logging.getLogger("tests.feed.accessory").warning("kept")
     assert [e.event["message"] for e in feed.entries()] == ["kept"]
+
+
+# -- handing entries out directly --------------------------------------------------------------------------
+
+
+async def test_direct_gets_what_has_nothing_queued_ahead_of_it_and_order_holds() -> None:
+    feed = EventFeed()
+    subscription = feed.subscribe(FeedFilter(pipes=("a",)))
+    handed: list[int] = []
+    refuse = {3}
+
+    def direct(entry: _feed.FeedEntry) -> bool:
+        if entry.seq in refuse:
+            return False
+        handed.append(entry.seq)
+        return True
+
+    subscription.direct = direct
+    feed.append(started("a"))  # 1: handed out
+    feed.append(started("b"))  # 2: not for this filter, not offered
+    feed.append(started("a"))  # 3: refused: queued
+    feed.append(started("a"))  # 4: queued behind 3, not offered
+    assert handed == [1] and subscription.last_seq == 1 and subscription.pending() == 2
+    assert seqs(drain(subscription)) == [3, 4]
+    feed.append(started("a"))  # 5: nothing queued again
+    assert handed == [1, 5] and subscription.last_seq == 5 and subscription.pending() == 0
+
+
+async def test_direct_is_not_offered_what_comes_after_a_lagged_notice_or_a_replay() -> None:
+    feed = EventFeed()
+    feed.append(started())
+    replaying = feed.subscribe(since=0)
+    replaying.direct = lambda entry: True
+    feed.append(started())  # the replayed 1 is ahead of it
+    assert seqs(drain(replaying)) == [1, 2]
+    lagging = feed.subscribe(maxsize=1)
+    for _ in range(3):
+        feed.append(started())
+    lagging.direct = lambda entry: True
+    feed.append(started())  # a lagged notice is owed first
+    assert seqs(drain(lagging)) == [("lagged", 3, 5), 6]
+
+
+async def test_wait_returns_when_woken_or_offered() -> None:
+    feed = EventFeed()
+    subscription = feed.subscribe()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(subscription.wait)
+            await trio.testing.wait_all_tasks_blocked()
+            subscription.wake()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(subscription.wait)
+            await trio.testing.wait_all_tasks_blocked()
+            feed.append(started())
+        await subscription.wait()  # something queued: returns at once
+    assert subscription.pending() == 1
+
+
+async def test_a_direct_that_raises_is_dropped_and_the_entry_queued() -> None:
+    feed = EventFeed()
+    subscription, other = feed.subscribe(), feed.subscribe()
+
+    def broken(entry: _feed.FeedEntry) -> bool:
+        raise RuntimeError("gone wrong")
+
+    subscription.direct = broken
+    feed.append(started())
+    assert subscription.direct is None
+    assert seqs(drain(subscription)) == [1] and seqs(drain(other)) == [1]

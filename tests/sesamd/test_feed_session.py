@@ -300,3 +300,86 @@ async def test_an_async_authenticate_is_awaited() -> None:
         nursery.start_soon(lambda: run_feed_session(ws, feed, check, query={}, authorization="Bearer x"))
         assert (await ws.next())["type"] == "subscribed"
         nursery.cancel_scope.cancel()
+
+
+class FakeDirect:
+    """The server's direct frames for a FakeSocket: what it takes goes to the client at once. ``refuse``
+    holds the seqs it refuses; ``partial`` those it takes only in part (their text reaches the client at
+    the flush, and nothing is taken meanwhile, like the real writer's rest)."""
+
+    def __init__(self, ws: FakeSocket, refuse: Collection[int] = (), partial: Collection[int] = ()) -> None:
+        self.ws = ws
+        self.refuse, self.partial = set(refuse), set(partial)
+        self.taken: list[int] = []
+        self.rest: str | None = None
+
+    def try_send(self, text: str) -> bool:
+        seq = orjson.loads(text)["seq"]
+        if seq in self.refuse or self.rest is not None:
+            return False
+        self.taken.append(seq)
+        if seq in self.partial:
+            self.rest = text
+        else:
+            self.ws._to_client.send_nowait(text)
+        return True
+
+    @property
+    def has_rest(self) -> bool:
+        return self.rest is not None
+
+    async def flush(self) -> None:
+        if self.rest is not None:
+            await self.ws._to_client.send(self.rest)
+            self.rest = None
+
+
+@asynccontextmanager
+async def direct_session(feed: EventFeed, **direct: Any) -> AsyncIterator[tuple[FakeSocket, FakeDirect]]:
+    ws = FakeSocket()
+    fake = FakeDirect(ws, **direct)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: run_feed_session(ws, feed, authenticate, query={}, authorization="Bearer reader",
+                                                    direct=fake))
+        assert (await ws.next())["type"] == "subscribed"
+        await trio.testing.wait_all_tasks_blocked()
+        yield ws, fake
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_idle_session_lets_the_feed_write_each_event_at_once() -> None:
+    feed = EventFeed()
+    async with direct_session(feed) as (ws, fake):
+        for _ in range(5):
+            feed.append(pump())
+        assert fake.taken == [1, 2, 3, 4, 5]  # while publishing: no task switch to the sender
+        assert [(await ws.next())["seq"] for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+async def test_what_the_direct_path_refuses_or_takes_in_part_keeps_the_order() -> None:
+    feed = EventFeed()
+    async with direct_session(feed, refuse={2, 6}, partial={4}) as (ws, fake):
+        for _ in range(4):
+            feed.append(pump())  # 1 direct, 2 refused (queued), 3 queued behind it, 4 queued too
+        await trio.testing.wait_all_tasks_blocked()  # the sender sends 2, 3, 4 the normal way
+        feed.append(pump())  # 5: direct again
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(4):
+            feed.append(pump())  # 6 refused, 7-9 queued
+        await trio.testing.wait_all_tasks_blocked()
+        feed.append(pump())  # 10 direct
+        got = [(await ws.next())["seq"] for _ in range(10)]
+    assert got == list(range(1, 11))
+    assert fake.taken == [1, 5, 10]
+
+
+async def test_a_frame_taken_in_part_is_ended_before_the_next_one() -> None:
+    feed = EventFeed()
+    async with direct_session(feed, partial={1}) as (ws, fake):
+        feed.append(pump())  # 1: its rest waits for the sender's flush
+        feed.append(pump())  # 2: refused while the rest is unsent: queued
+        got = [(await ws.next())["seq"] for _ in range(2)]
+        assert not fake.has_rest
+        feed.append(pump())
+        assert (await ws.next())["seq"] == 3
+    assert got == [1, 2] and fake.taken == [1, 3]

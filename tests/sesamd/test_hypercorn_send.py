@@ -13,7 +13,7 @@ from hypercorn.config import Config
 from hypercorn.events import Closed, RawData, Updated
 from hypercorn.trio.tcp_server import TCPServer
 
-from sesamd._hypercorn_send import DIRECT_MAX, direct_first
+from sesamd._hypercorn_send import DIRECT_MAX, direct_first, flush, has_rest, write_now
 
 
 class Protocol:
@@ -165,3 +165,53 @@ async def test_a_run_of_direct_writes_still_lets_other_tasks_in(mock_clock: trio
     await send(server, RawData(b"c"))  # over a millisecond since the last one: it does
     assert made == [1.0, 1.002]
     assert read_exactly(peer, 3) == b"abc"
+
+
+async def test_write_now_writes_at_once_or_not_at_all() -> None:
+    server, peer, fallback, _send = connection()
+    assert write_now(server, b"\x81\x02hi") and not has_rest(server)
+    assert read_exactly(peer, 4) == b"\x81\x02hi"
+    await server.send_lock.acquire()  # another writer is under way: nothing is written
+    try:
+        assert not write_now(server, b"x")
+    finally:
+        server.send_lock.release()
+    peer.close()
+    server.stream.socket.close()
+    assert not write_now(server, b"x")  # a closed socket: nothing, no error
+    assert fallback.events == []
+
+
+async def test_what_the_socket_does_not_take_goes_before_any_later_write() -> None:
+    server, peer, _fallback, send = connection(sndbuf=4096)
+    peer.setblocking(False)
+    chunk = b"a" * 50_000
+    assert write_now(server, chunk)  # more than the socket holds: its start now, the rest kept
+    assert has_rest(server)
+    assert not write_now(server, b"b" * 10)  # nothing may come between a frame's start and its end
+    received = bytearray()
+
+    async def reader() -> None:
+        while len(received) < len(chunk) + 10:
+            try:
+                received.extend(peer.recv(65536))
+            except BlockingIOError:
+                await trio.sleep(0.001)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await send(server, RawData(b"c" * 10))  # a later write sends the rest first
+    assert bytes(received) == chunk + b"c" * 10 and not has_rest(server)
+    assert write_now(server, b"d") and not has_rest(server)
+    await flush(server)  # nothing kept: a no-op
+
+
+async def test_flush_sends_the_rest_and_a_gone_client_closes_the_connection() -> None:
+    server, peer, _fallback, _send = connection(sndbuf=4096)
+    assert write_now(server, b"e" * 50_000) and has_rest(server)
+    peer.close()
+    with trio.fail_after(10):
+        await flush(server)
+    assert not has_rest(server)
+    assert [type(event) for event in server.protocol.events] == [Closed]  # type: ignore[attr-defined]
