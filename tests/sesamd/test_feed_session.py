@@ -380,6 +380,7 @@ async def test_a_frame_taken_in_part_is_ended_before_the_next_one() -> None:
         feed.append(pump())  # 2: refused while the rest is unsent: queued
         got = [(await ws.next())["seq"] for _ in range(2)]
         assert not fake.has_rest
+        await trio.testing.wait_all_tasks_blocked()  # the sender waits idle again
         feed.append(pump())
         assert (await ws.next())["seq"] == 3
     assert got == [1, 2] and fake.taken == [1, 3]
