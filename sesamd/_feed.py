@@ -393,7 +393,7 @@ class FeedSubscription:
             return
         queue = self._queue
         direct = self.direct
-        if direct is not None and not queue and not self._replay and not self.dropped:
+        if direct is not None and not queue and not self._replay:  # (a lagged notice implies a queue)
             try:
                 took = direct(entry)
             except Exception:  # a broken direct path costs this subscriber the shortcut, not the publisher

@@ -70,24 +70,19 @@ def has_rest(server: Any) -> bool:
 async def flush(server: Any) -> None:
     """Send the rest :func:`write_now` kept (if any), under the connection's lock; a gone client closes
     the connection as Hypercorn does."""
+    from hypercorn.events import Closed
+
     if server not in _rests:
         return
     async with server.send_lock:
-        await _send_rest(server)
-
-
-async def _send_rest(server: Any) -> None:
-    """Send the kept rest; the caller holds the connection's lock."""
-    from hypercorn.events import Closed
-
-    rest = _rests.pop(server, None)
-    if rest is None:
-        return
-    try:
-        with trio.CancelScope(shield=True):
-            await server.stream.send_all(rest)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
-        await server.protocol.handle(Closed())
+        rest = _rests.pop(server, None)
+        if rest is None:
+            return
+        try:
+            with trio.CancelScope(shield=True):
+                await server.stream.send_all(rest)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            await server.protocol.handle(Closed())
 
 
 def direct_first(send: Send) -> Send:

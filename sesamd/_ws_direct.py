@@ -51,7 +51,10 @@ class DirectFrames:
     """Whole text frames for one websocket of Hypercorn (a ``WSStream``), written without waiting."""
 
     def __init__(self, stream: Any) -> None:
+        from hypercorn.protocol.ws_stream import ASGIWebsocketState
+
         self._stream = stream
+        self._open = ASGIWebsocketState.CONNECTED
         self._server: Any = None  # its TCPServer, found at the first write
         self._usable: bool | None = None
 
@@ -71,10 +74,8 @@ class DirectFrames:
     def try_send(self, text: str) -> bool:
         """Write ``text`` as one frame now; False when nothing was written (send it the normal way). After
         True, :attr:`has_rest` says whether the frame's end still waits for :meth:`flush`."""
-        from hypercorn.protocol.ws_stream import ASGIWebsocketState
-
         stream = self._stream
-        if stream.closed or stream.state is not ASGIWebsocketState.CONNECTED:
+        if stream.closed or stream.state is not self._open:
             return False
         server = self._connection()
         return server is not None and write_now(server, text_frame(text))
