@@ -970,23 +970,26 @@ class PipeActor:
 
     def _tripped(self) -> bool:
         """Whether the sink dataset's circuit breaker has tripped (the schedule then runs nothing)."""
-        try:
-            self._refuse_if_tripped()
-        except PumpOperationError:
-            return True
-        return False
+        return self._trip_reason() is not None
 
     def _refuse_if_tripped(self) -> None:
         """A pipe whose sink dataset's circuit breaker has tripped is refused a run (node-spec 2.8, 4.4);
         its schedule and dependency-tracking wakes run nothing until the breaker is rolled back or
         committed (the sink also refuses a run that begins on a tripped dataset)."""
+        reason = self._trip_reason()
+        if reason is not None:
+            raise PumpOperationError(f"The pipe '{self.pipe_id}' cannot run: {reason}")
+
+    def _trip_reason(self) -> str | None:
+        """Why the sink dataset's circuit breaker holds the pipe back; None when it does not."""
         name = self.runner.sink_dataset
         try:
             dataset = self._datasets.open(name, create=False) if name is not None else None
         except (KeyError, storage.StorageError):  # missing, or damaged: the run itself says so
-            return
+            return None
         if dataset is not None and dataset.breaker_tripped:
-            raise PumpOperationError(f"The pipe '{self.pipe_id}' cannot run: {dataset.breaker.reason(name)}")
+            return dataset.breaker.reason(name)
+        return None
 
     async def _spawned_run(self, kind: str, user: Any) -> None:
         await self._execute(kind, origin="api", user=user, claimed=True)

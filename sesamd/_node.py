@@ -57,6 +57,7 @@ from ._config import (
     unresolved,
     validate_structure,
 )
+from ._config_breaker import check_config_deletions
 from ._feed import EventFeed, FeedLogHandler
 from ._receiver import Receivers
 from ._run_all import RunAllPipes
@@ -320,6 +321,7 @@ class Node:
         """
         async with self._lock:
             plan = await self._plan(entities)
+            check_config_deletions(self._entities, entities, self.metadata)
             refusing = plan.errors if check is None else [
                 e for e in plan.errors if _entity_of(e, plan.entities) in check]
             if refusing and not force:

@@ -324,18 +324,21 @@ def add_command(commands: Any) -> None:
 
 def _cmd_settings(args: argparse.Namespace) -> int:
     effective = resolve(flag_values(args), settings=args.settings)
+    values = dict(effective.values)
+    if values["log_dir"] is None:  # shown as the directory its default is
+        values["log_dir"] = str(log_directory(effective))
     if args.json:
         print(json.dumps({
             "file": str(effective.file) if effective.file is not None else None,
             "settings": {name: {"value": value, "source": effective.sources[name][0],
                                 "from": effective.sources[name][1] or None}
-                         for name, value in effective.values.items()},
+                         for name, value in values.items()},
             "ignored_env": list(effective.ignored_env),
         }, indent=2))
         return 0
     rows = [(name, "-" if value is None else str(value),
              " ".join(part for part in effective.sources[name] if part))
-            for name, value in effective.values.items()]
+            for name, value in values.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     for name, value, source in rows:
         print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source}")

@@ -5,11 +5,12 @@ report the median with min and max; the 2-core VM is noisy, so compare ratios me
 more than absolute rates. Measurements that report memory run in a child process of their own
 (:func:`run_child`), so the peak RSS is that phase's and not the parent's.
 
-Importing this module puts the project root first on ``sys.path`` and takes ``scripts/bench`` off it
+Importing this module puts the project root first on ``sys.path`` and ``scripts/bench`` last
 (:func:`project_first`): run as a script, a benchmark has its own directory first on ``sys.path``, where
-``dtl.py`` and ``storage.py`` would shadow the packages. So a benchmark imports ``_common`` (found in that
-directory) before the project's packages, which isort does anyway: ``_common`` sorts as a third-party module,
-ahead of the first-party block.
+``dtl.py`` and ``storage.py`` would shadow the packages; last, it still serves the benchmarks' own helper
+modules (``_feed_clients``). So a benchmark imports ``_common`` (found in that directory) before the
+project's packages, which isort does anyway: ``_common`` sorts as a third-party module, ahead of the
+first-party block.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ ROOT = Path(os.environ.get("SESAMD_BENCH_ROOT") or HERE.parents[1]).resolve()
 
 
 def project_first() -> None:
-    """Put :data:`ROOT` first on ``sys.path`` and take :data:`HERE` off it (done when this module is imported)."""
-    sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (HERE, ROOT)]
+    """Put :data:`ROOT` first on ``sys.path`` and :data:`HERE` last (done when this module is imported)."""
+    sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (HERE, ROOT)] + [str(HERE)]
 
 
 project_first()

@@ -30,17 +30,20 @@ Measurements, round-robin per round, each pair alternating which goes first:
     ``batch_size`` 1000, ``pump: {"mode": "manual"}``, added per run with ``POST /api/pipes`` (a fresh id and
     sink, so every run writes the same N entities) and run by the node's pump (``POST .../pump``
     ``operation=start``; the bench polls ``GET .../pump`` every 100 ms until ``is-running`` is false, in both
-    modes), with no subscriber vs with 50 trio-websocket subscribers of ``/api/events`` (admin token in the
-    ``Authorization`` header; ``pipes=<the run's pipe>``,
-    ``types=dataset-changed,pump-started,pump-progress,pump-completed,pump-failed``) in the bench process.
+    modes), with no subscriber vs with 50 subscribers of ``/api/events`` (admin token in the ``Authorization``
+    header; ``pipes=<the run's pipe>``,
+    ``types=dataset-changed,pump-started,pump-progress,pump-completed,pump-failed``), all in one child process
+    of their own (``_feed_clients.py``: ``selectors`` and wsproto, far cheaper per frame than trio-websocket,
+    so that the bench's clients take as little as they can of the 2 cores the server runs on).
+    One run with no subscriber, not counted, warms the server first (a server's first run is the slowest).
     Throughput = processed / run time, both from the execution log's ``pump-completed`` entity (``GET
     .../log``: ``entities_succeeded`` and ``total_time``, from the pump's start to its end). Checked per run
     with subscribers: no ``lagged``, every subscriber the same list of seqs, ``dataset-changed`` events
     covering every committed batch (the ``commits`` of each coalesced event add up to ceil(processed / 1000))
     with rising offsets ending at N - 1, and the sink holding N.
-    Beside them (no target): the server's CPU seconds over each run (psutil: the whole process, and its main
-    thread, where Trio runs the API, the feed's sessions and the pump's coordination; the pipe's stages run in
-    a worker thread) and the bench process's.
+    Beside them (no target): the ratio of each round's back-to-back pair; the server's CPU seconds over each
+    run (psutil: the whole process, and its main thread, where Trio runs the API, the feed's sessions and the
+    pump's coordination; the pipe's stages run in a worker thread), the bench process's and the subscribers'.
 ``feed.latency``
     Commit -> subscriber: for each ``dataset-changed`` event at each subscriber, the wall-clock receive time
     minus the event's ``first_commit_time`` (the oldest commit a coalesced event covers: ``sesamd._changes``
@@ -86,6 +89,7 @@ import orjson
 import psutil
 import trio
 import xxhash
+from _feed_clients import FeedClients
 
 import storage
 from sesamd._process import freeze_startup, tune_process
@@ -124,7 +128,7 @@ FIGURES = (
     "stream.small.entities", "stream.small.bytes", "stream.small.rss_before", "stream.small.rss_peak",
     "stream.small.rss_growth", "stream.small.rss_anon_growth", "stream.rss_samples",
     *(f"pump.{m}.{f}" for m in PUMP_MODES for f in ("entities_per_s", "seconds", "processed", "server_cpu_s",
-                                                    "server_trio_cpu_s", "bench_cpu_s")),
+                                                    "server_trio_cpu_s", "bench_cpu_s", "subscribers_cpu_s")),
     "pump.subscribers", "pump.batches", "feed.events_per_subscriber", "feed.dataset_changed_per_run",
     "feed.latency_p50_ms", "feed.latency_p99_ms", "feed.latency_max_ms", "feed.latency_samples",
     *(f"token.{m}.{f}" for m in TOKEN_MODES for f in ("requests_per_s", "us_per_request")), "token.requests",
@@ -362,29 +366,6 @@ def _subscriber_checks(received: list[list[tuple[float, dict[str, Any]]]], proce
             and all(sum(e["commits"] for e in c) == batches for c in changed)}
 
 
-async def _subscribe(ws_url: str, headers: list[tuple[bytes, bytes]], pipe_id: str,
-                     got: list[tuple[float, dict[str, Any]]], ready: Callable[[], None]) -> None:
-    """One subscriber: the pipe's events until its pump-completed (or -failed), with their receive times."""
-    from trio_websocket import open_websocket_url
-
-    url = f"{ws_url}/events?pipes={pipe_id}&types={FEED_TYPES}"
-    async with open_websocket_url(url, extra_headers=headers, message_queue_size=4096) as ws:
-        first = orjson.loads(await ws.get_message())
-        if first.get("type") != "subscribed":
-            raise AssertionError(f"the feed answered {first}")
-        ready()
-        while True:
-            message = await ws.get_message()
-            received = time.time()
-            event = orjson.loads(message)
-            kind = event.get("type")
-            if kind in ("ping", "pong"):
-                continue
-            got.append((received, event))
-            if kind in ("pump-completed", "pump-failed") and event.get("pipe") == pipe_id:
-                return
-
-
 def _cpu(pid: int) -> tuple[float, float]:
     """CPU seconds (user + system) of a process so far: all its threads, and its main thread (Trio's)."""
     process = psutil.Process(pid)
@@ -399,23 +380,13 @@ async def _pump_run(client: httpx.AsyncClient, url: str, ws_url: str, token: str
     response = await client.post(f"{url}/pipes", json=[pipe_config(pipe_id, sink, batch)])
     if response.status_code != 201:
         raise AssertionError(f"POST /pipes: {response.status_code} {response.text[:500]}")
-    received: list[list[tuple[float, dict[str, Any]]]] = [[] for _ in range(subscribers)]
-    all_ready = trio.Event()
-    count = [0]
-
-    def ready() -> None:
-        count[0] += 1
-        if count[0] == subscribers:
-            all_ready.set()
-
-    headers = [(b"Authorization", f"Bearer {token}".encode())]
-    async with trio.open_nursery() as nursery:
-        for got in received:
-            nursery.start_soon(_subscribe, ws_url, headers, pipe_id, got, ready)
-        if subscribers:
+    clients = FeedClients(ws_url, token, pipe_id, FEED_TYPES, subscribers) if subscribers else None
+    try:
+        if clients is not None:
             with trio.fail_after(60):
-                await all_ready.wait()
+                await trio.to_thread.run_sync(clients.wait_ready, abandon_on_cancel=True)
         cpu_before, bench_before = _cpu(pid), time.process_time()
+        clients_before = clients.cpu() if clients is not None else 0.0
         response = await client.post(f"{url}/pipes/{pipe_id}/pump", data={"operation": "start"})
         if response.status_code != 200:
             raise AssertionError(f"start {pipe_id}: {response.status_code} {response.text[:500]}")
@@ -426,9 +397,12 @@ async def _pump_run(client: httpx.AsyncClient, url: str, ws_url: str, token: str
                 if not pump["runtime"]["is-running"]:
                     break
         cpu_after, bench_after = _cpu(pid), time.process_time()
-        with trio.fail_after(60):  # the subscribers end at the pump-completed event
-            while any(not got or got[-1][1]["type"] not in ("pump-completed", "pump-failed") for got in received):
-                await trio.sleep(0.01)
+        clients_cpu = clients.cpu() - clients_before if clients is not None else 0.0
+        # the subscribers end at the pump-completed event
+        received = await trio.to_thread.run_sync(clients.results, 60) if clients is not None else []
+    finally:
+        if clients is not None:
+            clients.kill()
     log = (await client.get(f"{url}/pipes/{pipe_id}/log", params={"history": "false"})).json()
     ended = next((e for e in log if e["_id"] in ("pump-completed", "pump-failed")), None)
     if ended is None or ended["_id"] != "pump-completed":
@@ -443,7 +417,8 @@ async def _pump_run(client: httpx.AsyncClient, url: str, ws_url: str, token: str
                               "seconds": seconds, "start_time": ended["start_time"], "end_time": ended["end_time"],
                               "sink_entities": sink_json["runtime"]["count-index-exists"],
                               "server_cpu": cpu_after[0] - cpu_before[0],
-                              "server_main_cpu": cpu_after[1] - cpu_before[1], "bench_cpu": bench_after - bench_before}
+                              "server_main_cpu": cpu_after[1] - cpu_before[1], "bench_cpu": bench_after - bench_before,
+                              "subscribers_cpu": clients_cpu}
     if processed != n or result["sink_entities"] != n:
         raise AssertionError(f"pipe {pipe_id} processed {processed} and its sink holds {result['sink_entities']} "
                              f"entities, expected {n}")
@@ -473,6 +448,8 @@ def pump_phase(root: str, n: int, rounds: int, subscribers: int,
 
     async def main(url: str, ws_url: str, token: str, headers: dict[str, str], pid: int) -> None:
         async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=30.0)) as client:
+            warmup = await _pump_run(client, url, ws_url, token, "feed-warmup", "feed-warmup-out", n, 0, pid)
+            log(f"pump warm-up (not counted): {warmup['processed'] / warmup['seconds']:,.0f}/s")
             for r in range(rounds):
                 order = PUMP_MODES if r % 2 == 0 else PUMP_MODES[::-1]
                 for mode in order:
@@ -483,7 +460,8 @@ def pump_phase(root: str, n: int, rounds: int, subscribers: int,
                 log(f"pump round {r + 1}/{rounds}: " + ", ".join(
                     f"{m} {runs[m][-1]['processed'] / runs[m][-1]['seconds']:,.0f}/s (server CPU "
                     f"{runs[m][-1]['server_cpu']:.2f} s, its Trio thread {runs[m][-1]['server_main_cpu']:.2f} s, "
-                    f"bench {runs[m][-1]['bench_cpu']:.2f} s)" for m in PUMP_MODES))
+                    f"bench {runs[m][-1]['bench_cpu']:.2f} s, subscribers {runs[m][-1]['subscribers_cpu']:.2f} s)"
+                    for m in PUMP_MODES))
 
     with serve_process(root) as daemon:
         trio.run(main, daemon.url, daemon.ws_url, daemon.token, daemon.headers, daemon.process.pid)
@@ -689,7 +667,7 @@ def build_report(stream: dict[str, list[dict[str, Any]]], pump: dict[str, list[d
         figures[f"pump.{mode}.entities_per_s"] = n / seconds.median
         figures[f"pump.{mode}.processed"] = pump[mode][0]["processed"]
         for figure, key in (("server_cpu_s", "server_cpu"), ("server_trio_cpu_s", "server_main_cpu"),
-                            ("bench_cpu_s", "bench_cpu")):
+                            ("bench_cpu_s", "bench_cpu"), ("subscribers_cpu_s", "subscribers_cpu")):
             figures[f"pump.{mode}.{figure}"] = statistics.median(r[key] for r in pump[mode])
     checks = [r["checks"] for r in pump["with_subscribers"]]
     latencies = [x for r in pump["with_subscribers"] for x in r["latencies"]]
@@ -757,7 +735,8 @@ def build_report(stream: dict[str, list[dict[str, Any]]], pump: dict[str, list[d
         "figures of the round with the largest growth",
         "pump: run time = the execution log's pump-completed total_time (start to end of the run), the same for "
         "both modes; the bench polls GET /pipes/{id}/pump every 100 ms in both; server CPU from psutil (process "
-        "and main-thread times) from the start request to the poll that saw the run end",
+        "and main-thread times) from the start request to the poll that saw the run end; one run with no "
+        "subscriber warms the server first, not counted; the subscribers: one child process (selectors + wsproto)",
         "token: two --serve-child servers at once (open_node + create_app + Hypercorn's trio worker), a keep-alive "
         "sync httpx client each, one request at a time, turns of 100 requests in ABBA order",
     ]
@@ -802,6 +781,8 @@ def format_report(report: dict[str, Any]) -> str:
     def cpu(mode: str) -> str:
         return f"{f[f'pump.{mode}.server_cpu_s']:.2f} s ({f[f'pump.{mode}.server_trio_cpu_s']:.2f} s)"
 
+    per_round = ", ".join(f"{r:.2f}" for r in report["ratio_rounds"]["pump.with_vs_no_subscribers"])
+
     lat = stats["feed.latency_p99_ms"]
     rows = [
         [f"GET /datasets/{{id}}/entities, {n:,} entities ({f['stream.bytes'] / MB:,.0f} MB)", mb_rate("stream.http"),
@@ -812,8 +793,11 @@ def format_report(report: dict[str, Any]) -> str:
         [f"pump {n:,} entities with {k} subscribers", rate("pump.with_subscribers", n),
          f"no subscribers {rate('pump.no_subscribers', n)}", f"{ratios['pump.with_vs_no_subscribers']:.2f}",
          f">= {SUBSCRIBERS_TARGET:.2f}", met("subscriber_throughput")],
+        ["  the same, per round (pairs run back to back)", per_round, "", "", "", ""],
         ["server CPU per pump run: all threads (its Trio thread)", cpu("with_subscribers"),
          f"no subscribers {cpu('no_subscribers')}", "", "", ""],
+        [f"CPU of the {k} subscribers per run (their own process)",
+         f"{f['pump.with_subscribers.subscribers_cpu_s']:.2f} s", "", "", "", ""],
         [f"commit -> subscriber ({f['feed.latency_samples']:,} events)",
          f"p99 {f['feed.latency_p99_ms']:.1f} ms (rounds {lat['min']:.1f}-{lat['max']:.1f})",
          f"p50 {f['feed.latency_p50_ms']:.1f} ms, max {f['feed.latency_max_ms']:.1f}", "",

@@ -19,6 +19,7 @@ from actors import PumpConflict, PumpOperationError
 
 from .._auth import AuthError
 from .._config import ConfigValidationError
+from .._config_breaker import ConfigCircuitBreakerTripped
 from .._node import UnknownPipe
 from .._systems import UnknownSystem
 from ._views import json_response
@@ -55,6 +56,7 @@ STATUS_OF: dict[type[BaseException], tuple[int, Callable[[Any], str], Extra]] = 
     PumpConflict: (409, str, _pump_conflict),
     PumpOperationError: (400, str, None),
     ConfigValidationError: (400, str, _config_invalid),
+    ConfigCircuitBreakerTripped: (409, str, lambda exc: {"deleted": exc.deleted, "components": exc.components}),
     storage.DatasetDamaged: (503, str, lambda exc: {"dataset": exc.name, "damaged": exc.detail}),
     storage.StorageWriteError: (507, str, None),  # a full disk: the write may be sent again once there is room
     storage.StorageError: (503, str, None),

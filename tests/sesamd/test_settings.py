@@ -115,6 +115,7 @@ def test_sesamd_settings_prints_values_and_sources(toml: Path, monkeypatch: pyte
     assert rows["log_level"] == ["debug", "env", "SESAMD_LOG_LEVEL"]
     assert rows["port"] == ["9100", "file", str(toml)]
     assert rows["config"] == ["-", "default"]
+    assert rows["log_dir"] == ["/srv/node/logs", "default"]  # the directory the default is, not "-"
     assert f"# settings file: {toml}" in err
 
     assert _cli.main(["settings", "--settings", str(toml), "--json"]) == 0
@@ -123,6 +124,7 @@ def test_sesamd_settings_prints_values_and_sources(toml: Path, monkeypatch: pyte
     assert shown["settings"]["port"] == {"value": 9100, "source": "file", "from": str(toml)}
     assert shown["settings"]["host"] == {"value": "127.0.0.1", "source": "default", "from": None}
     assert shown["settings"]["log_level"] == {"value": "debug", "source": "env", "from": "SESAMD_LOG_LEVEL"}
+    assert shown["settings"]["log_dir"] == {"value": "/srv/node/logs", "source": "default", "from": None}
 
 
 def test_errors_are_one_line_and_exit_2_without_a_traceback(tmp_path: Path) -> None:
