@@ -320,8 +320,8 @@ class Node:
         id); an entity without one keeps its earlier display form while its wire form is unchanged.
         """
         async with self._lock:
+            check_config_deletions(self._entities, entities, self.metadata)  # before any planning work
             plan = await self._plan(entities)
-            check_config_deletions(self._entities, entities, self.metadata)
             refusing = plan.errors if check is None else [
                 e for e in plan.errors if _entity_of(e, plan.entities) in check]
             if refusing and not force:
